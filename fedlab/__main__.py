@@ -1,0 +1,91 @@
+"""The Hydra entry point: ``python -m fedlab [GROUP=OPTION ...] [KEY=VALUE ...]``.
+
+Compose the config (Hydra checks keys and types against ``fedlab.config``), convert it once to
+typed dataclasses (ranges and cross-field rules), and hand it to ``fedlab.experiment.run``.
+
+Bad input ends in one line on stderr naming the value and what is allowed, and exit status 2;
+``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from fedlab.config import RunConfig, register_configs
+from fedlab.errors import describe
+
+register_configs()
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    # SIGTERM takes the same way out as Ctrl-C: the run is marked KILLED and TFF's worker stops.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def task(dict_cfg: DictConfig) -> float:
+    """One run; returns its best test accuracy (the value a sweeper optimizes)."""
+    try:
+        return _run(dict_cfg)
+    except Exception as err:
+        message = describe(err)
+        if message is None or _FULL_ERROR:
+            raise
+        print(f"fedlab: error: {message}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.RUN:
+            raise SystemExit(2) from None
+        raise  # in a multirun, Hydra records the job as failed
+
+
+def _run(dict_cfg: DictConfig) -> float:
+    cfg: RunConfig = OmegaConf.to_object(dict_cfg)
+
+    from fedlab.experiment import run  # heavy imports (TF, TFF) only once the config is valid
+    from fedlab.tracking import create_tracker
+
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    default_uri = f"sqlite:///{Path(hydra_cfg.runtime.cwd) / 'mlflow.db'}"
+    tracker = create_tracker(cfg.tracking, default_uri)
+    result = run(
+        cfg,
+        output_dir=Path(hydra_cfg.runtime.output_dir),
+        tracker=tracker,
+        run_name=cfg.run_name or (",".join(overrides) if overrides else "defaults"),
+        overrides=" ".join(overrides),
+        progress=sys.stderr.isatty() or os.environ.get("FEDLAB_PROGRESS") == "1",
+    )
+    print(result.summary())
+    return result.best_accuracy
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Let Hydra raise instead of printing its multi-line report, so that bad input becomes one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        task()
+    except KeyboardInterrupt:
+        print("fedlab: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        message = describe(err)
+        if message is None or _FULL_ERROR:
+            raise
+        print(f"fedlab: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Client partitions of a labelled dataset: IID, pathological shards, and Dirichlet label skew.
+
+McMahan et al. (2017), "Communication-Efficient Learning of Deep Networks from Decentralized
+Data" (AISTATS, arXiv:1602.05629), Sec. 3, split MNIST over K = 100 clients two ways:
+
+* IID: the data shuffled and divided into 100 clients of 600 examples each (:func:`iid`);
+* pathological non-IID: the data sorted by digit label, cut into 200 shards of size 300, and
+  each client given 2 shards, so most clients hold only two digits (:func:`shards`).
+
+:func:`dirichlet` adds the label-skew partition of Hsu, Qi & Brown (2019), "Measuring the
+Effects of Non-Identical Data Distribution for Federated Visual Classification"
+(arXiv:1909.06335): each client's class proportions are drawn from Dirichlet(alpha); smaller
+alpha means more skew.
+
+Every function maps labels (or a count) to a list with one index array per client; clients
+hold indices into the dataset, never copies of it. Returned arrays are int64, sorted
+ascending, pairwise disjoint, and fully determined by the ``np.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ASSIGNMENTS", "PartitionError", "dirichlet", "iid", "label_histogram", "shards"]
+
+#: Accepted values of ``shards(assignment=...)``.
+ASSIGNMENTS: tuple[str, ...] = ("random", "fixed")
+
+
+class PartitionError(ValueError):
+    """Invalid partition request; the one-line message names the bad value and what is allowed."""
+
+
+def _check_count(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise PartitionError(f"{name}={value!r} must be an integer >= {minimum}")
+    if value < minimum:
+        raise PartitionError(f"{name}={value} must be >= {minimum}")
+    return int(value)
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise PartitionError(
+            f"labels with shape {labels.shape} dtype {labels.dtype} must be a 1-D integer array"
+        )
+    if labels.size and labels.min() < 0:
+        raise PartitionError(f"labels must be >= 0, got minimum {labels.min()}")
+    return labels
+
+
+def _check_num_clients(num_clients: int, num_examples: int) -> int:
+    num_clients = _check_count("num_clients", num_clients)
+    if num_clients > num_examples:
+        raise PartitionError(
+            f"num_clients={num_clients} must be <= the number of examples ({num_examples})"
+        )
+    return num_clients
+
+
+def _finish(parts: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.sort(p).astype(np.int64, copy=False) for p in parts]
+
+
+def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """IID split: shuffle ``range(num_examples)`` and give each client an equal share.
+
+    Each client gets ``num_examples // num_clients`` indices; the remainder (after shuffling)
+    is dropped, as in the paper (60,000 / 100 = 600 each).
+
+    Raises:
+        PartitionError: ``num_clients < 1`` or ``num_clients > num_examples``.
+    """
+    num_examples = _check_count("num_examples", num_examples, minimum=0)
+    num_clients = _check_num_clients(num_clients, num_examples)
+    per_client = num_examples // num_clients
+    order = rng.permutation(num_examples)[: per_client * num_clients]
+    return _finish(list(order.reshape(num_clients, per_client)))
+
+
+def shards(
+    labels: np.ndarray,
+    num_clients: int,
+    shards_per_client: int,
+    shard_size: int | None,
+    assignment: str,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """The paper's pathological non-IID split into label-sorted shards.
+
+    Examples are stable-sorted by label and the first ``S * shard_size`` of that order are cut
+    into ``S = num_clients * shards_per_client`` shards of ``shard_size`` consecutive examples
+    (``shard_size=None``: ``len(labels) // S``; leftover examples are dropped). For K = 100,
+    2 shards per client and 60,000 examples: 200 shards of 300.
+
+    ``assignment="random"``: shards are permuted with ``rng`` and dealt ``shards_per_client``
+    to each client (the paper). ``assignment="fixed"``: client ``i`` gets shards
+    ``i, i + K, i + 2K, ...`` (K = ``num_clients``); no randomness, ``rng`` is unused.
+
+    Raises:
+        PartitionError: a count < 1, ``num_clients * shards_per_client * shard_size`` greater
+            than ``len(labels)``, or an unknown ``assignment``.
+    """
+    labels = _check_labels(labels)
+    num_examples = labels.shape[0]
+    num_clients = _check_count("num_clients", num_clients)
+    shards_per_client = _check_count("shards_per_client", shards_per_client)
+    if assignment not in ASSIGNMENTS:
+        raise PartitionError(
+            f"unknown shard assignment {assignment!r}; allowed: {', '.join(ASSIGNMENTS)}"
+        )
+    num_shards = num_clients * shards_per_client
+    if shard_size is None:
+        shard_size = num_examples // num_shards
+        if shard_size < 1:
+            raise PartitionError(
+                f"num_clients*shards_per_client={num_clients}*{shards_per_client}={num_shards} "
+                f"shards must be <= the number of examples ({num_examples})"
+            )
+    else:
+        shard_size = _check_count("shard_size", shard_size)
+    if num_shards * shard_size > num_examples:
+        raise PartitionError(
+            f"num_clients*shards_per_client*shard_size={num_clients}*{shards_per_client}"
+            f"*{shard_size}={num_shards * shard_size} must be <= the number of examples "
+            f"({num_examples})"
+        )
+    by_label = np.argsort(labels, kind="stable")
+    shard_indices = by_label[: num_shards * shard_size].reshape(num_shards, shard_size)
+    if assignment == "random":
+        client_shards = rng.permutation(num_shards).reshape(num_clients, shards_per_client)
+    else:
+        client_shards = np.arange(num_shards).reshape(shards_per_client, num_clients).T
+    return _finish([shard_indices[ids].ravel() for ids in client_shards])
+
+
+def _apportion(total: int, weights: np.ndarray) -> np.ndarray:
+    """Integer counts summing to ``total``, each within 1 of ``total * w / sum(w)``.
+
+    Uses rounding of the cumulative sum, so zero weights get zero counts.
+    """
+    cumulative = np.cumsum(weights)
+    bounds = np.rint(cumulative / cumulative[-1] * total).astype(np.int64)
+    bounds = np.minimum(bounds, total)
+    bounds[-1] = total
+    return np.diff(bounds, prepend=0)
+
+
+def dirichlet(
+    labels: np.ndarray,
+    num_clients: int,
+    alpha: float,
+    rng: np.random.Generator,
+    num_classes: int | None = None,
+) -> list[np.ndarray]:
+    """Dirichlet label-skew split (Hsu et al. 2019) with equal client sizes.
+
+    Every client gets ``m = len(labels) // num_clients`` examples. Clients are filled in
+    order ``0..K-1``: client ``k`` draws class proportions ``q_k ~ Dir(alpha * 1_C)`` and takes
+    ``round(m * q_k)`` examples per class (rounded so they sum to ``m``), sampled without
+    replacement from what is left of each class pool (pools are shuffled once by ``rng``).
+    When a class pool runs out, the unmet demand is redistributed over the classes that still
+    have examples in proportion to ``q_k`` renormalised over them (or to the remaining pool
+    sizes if ``q_k`` is zero there). Indices are disjoint across clients; leftover examples
+    are dropped. Smaller ``alpha`` gives more skew; large ``alpha`` approaches IID.
+
+    Args:
+        labels: 1-D integer labels in ``[0, num_classes)``.
+        num_clients: K, between 1 and ``len(labels)``.
+        alpha: Dirichlet concentration, > 0.
+        rng: source of all randomness.
+        num_classes: C; default ``labels.max() + 1``.
+
+    Raises:
+        PartitionError: ``alpha <= 0`` (or not finite), bad ``num_clients``, or labels
+            outside ``[0, num_classes)``.
+    """
+    labels = _check_labels(labels)
+    num_examples = labels.shape[0]
+    try:
+        alpha_value = float(alpha)
+    except (TypeError, ValueError):
+        raise PartitionError(f"alpha={alpha!r} must be a number > 0") from None
+    if not np.isfinite(alpha_value) or alpha_value <= 0:
+        raise PartitionError(f"alpha={alpha!r} must be > 0 (and finite)")
+    num_clients = _check_num_clients(num_clients, num_examples)
+    observed = int(labels.max()) + 1 if num_examples else 1
+    if num_classes is None:
+        num_classes = observed
+    num_classes = _check_count("num_classes", num_classes)
+    if observed > num_classes:
+        raise PartitionError(
+            f"num_classes={num_classes} must exceed the largest label ({observed - 1})"
+        )
+
+    per_client = num_examples // num_clients
+    by_label = np.argsort(labels, kind="stable")
+    class_sizes = np.bincount(labels, minlength=num_classes)
+    class_starts = np.concatenate([[0], np.cumsum(class_sizes)[:-1]])
+    pools = [
+        rng.permutation(by_label[s : s + n]) for s, n in zip(class_starts, class_sizes, strict=True)
+    ]
+    remaining = class_sizes.astype(np.int64)
+    taken = np.zeros(num_classes, dtype=np.int64)  # per class, how much of its pool is used
+    concentration = np.full(num_classes, alpha_value)
+
+    parts: list[np.ndarray] = []
+    for _ in range(num_clients):
+        q = rng.dirichlet(concentration)
+        counts = np.zeros(num_classes, dtype=np.int64)
+        need = per_client
+        while need > 0:
+            weights = np.where(remaining > 0, q, 0.0)
+            if not weights.sum() > 0:
+                weights = remaining.astype(np.float64)
+            take = np.minimum(_apportion(need, weights), remaining)
+            counts += take
+            remaining -= take
+            need -= int(take.sum())
+        chosen = [pools[c][taken[c] : taken[c] + counts[c]] for c in np.flatnonzero(counts)]
+        taken += counts
+        parts.append(np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64))
+    return _finish(parts)
+
+
+def label_histogram(
+    labels: np.ndarray, parts: list[np.ndarray], num_classes: int | None = None
+) -> np.ndarray:
+    """Per-client label counts: an int64 array of shape ``(len(parts), num_classes)``.
+
+    ``num_classes`` defaults to ``labels.max() + 1``.
+    """
+    labels = _check_labels(labels)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 1
+    num_classes = _check_count("num_classes", num_classes)
+    sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    if not len(parts):
+        return np.zeros((0, num_classes), dtype=np.int64)
+    client = np.repeat(np.arange(len(parts)), sizes)
+    flat = labels[np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])]
+    if flat.size and flat.max() >= num_classes:
+        raise PartitionError(
+            f"num_classes={num_classes} must exceed the largest label ({flat.max()})"
+        )
+    counts = np.bincount(client * num_classes + flat, minlength=len(parts) * num_classes)
+    return counts.reshape(len(parts), num_classes).astype(np.int64)

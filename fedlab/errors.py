@@ -1,0 +1,101 @@
+"""Bad input as one line: the key or value at fault and what is allowed.
+
+Hydra and OmegaConf report composition errors as multi-line text with a traceback hint; fedlab's
+entry point lets them raise (``HYDRA_FULL_ERROR=1`` internally) and turns the ones caused by the
+user's input into one line here. Anything not recognised is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from hydra.errors import (
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from fedlab.config import ConfigError, RunConfig
+
+
+class UserError(RuntimeError):
+    """A problem with the user's input or environment found while running (one-line message)."""
+
+
+_ALLOWED_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+_KEY_HINTS = {"B": ", or null for the full local dataset (the paper's B=∞)"}
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0].strip() if text.strip() else text
+
+
+def _known_keys() -> list[str]:
+    from dataclasses import fields
+
+    return [f.name for f in fields(RunConfig)]
+
+
+def _omegaconf(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or ""
+    msg = _first_line(getattr(err, "msg", None) or str(err))
+    if isinstance(err, ConfigKeyError | ConfigAttributeError):
+        bad = re.search(r"Key '([^']+)'", msg)
+        name = bad.group(1) if bad else key
+        close = difflib.get_close_matches(name.split(".")[-1], _known_keys(), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close and "." not in name else ""
+        return f"unknown config key '{key or name}'{hint} (see python -m fedlab --help)"
+    if isinstance(err, MissingMandatoryValue):
+        return f"{key} is required but has no value"
+    if isinstance(err, ValidationError):
+        found = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", msg)
+        if found and key:
+            value, kind = found.groups()
+            allowed = _ALLOWED_TYPES.get(kind, kind)
+            hint = _KEY_HINTS.get(key, "")
+            return f"{key}={value!r} is invalid; allowed: {allowed}{hint}"
+        return f"{key}: {msg}" if key else msg
+    return f"{key}: {msg}" if key else msg
+
+
+def describe(err: BaseException) -> str | None:
+    """One line for an error caused by the user's input, or None if ``err`` is a bug."""
+    from fedlab.data import DataSourceError, PartitionError
+    from fedlab.experiment import DivergedError
+
+    if isinstance(err, ConfigError | UserError | DataSourceError | PartitionError | DivergedError):
+        return _first_line(str(err))
+    if isinstance(err, MissingConfigException):
+        options = getattr(err, "options", None)
+        missing = getattr(err, "missing_cfg_file", None) or ""
+        if options and "/" in missing:
+            group, option = missing.rsplit("/", 1)
+            allowed = ", ".join(o for o in options if not o.startswith("schema_"))
+            return f"{group}={option} is not an option; allowed: {allowed}"
+        return _first_line(str(err))
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse the override: {_first_line(str(err))}"
+    if isinstance(err, OmegaConfBaseException):
+        return _omegaconf(err)
+    if isinstance(err, ConfigCompositionException):
+        cause = err.__cause__
+        if isinstance(cause, BaseException):
+            inner = describe(cause)
+            if inner is not None:
+                return inner
+        return _first_line(str(err))
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return None
+    if isinstance(err, MlflowException):
+        return f"MLflow: {_first_line(err.message)}"
+    return None

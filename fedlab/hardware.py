@@ -1,0 +1,39 @@
+"""Which devices and threads TensorFlow may use, in fedlab's process and in TFF's worker.
+
+TFF computes in a separate ``worker_binary`` process, which does not see ``tf.config`` calls made
+here: it gets the same choice through the environment variables TensorFlow's C++ runtime reads
+(``CUDA_VISIBLE_DEVICES``, ``TF_NUM_INTRAOP_THREADS``, ``TF_NUM_INTEROP_THREADS``).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from fedlab.config import ConfigError, Device, HardwareConfig
+
+
+def configure(cfg: HardwareConfig) -> dict[str, str]:
+    """Apply ``cfg`` to this process's TensorFlow; return the environment for TFF's worker.
+
+    Must run before TensorFlow creates its first tensor (threads and devices are fixed then).
+    """
+    env: dict[str, str] = {}
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.device is Device.gpu:
+        if not gpus:
+            raise ConfigError(
+                "hardware=gpu, but TensorFlow sees no GPU on this machine; "
+                "allowed here: hardware=cpu"
+            )
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, cfg.gpu_memory_growth)
+    else:
+        tf.config.set_visible_devices([], "GPU")
+        env["CUDA_VISIBLE_DEVICES"] = "-1"
+    if cfg.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
+        env["TF_NUM_INTRAOP_THREADS"] = str(cfg.intra_op_threads)
+    if cfg.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(cfg.inter_op_threads)
+        env["TF_NUM_INTEROP_THREADS"] = str(cfg.inter_op_threads)
+    return env

@@ -1,0 +1,58 @@
+"""Where results leave the process: a small tracker interface, MLflow behind it.
+
+The round loop calls a tracker at the start of a run, after each round and at the end (the shape
+of pfl-research's callbacks). ``NullTracker`` records nothing and serves ``tracking=none``;
+``MlflowTracker`` imports mlflow only when it is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedlab.config import TrackingBackend, TrackingConfig
+
+
+class Tracker:
+    """Records one run. This base class records nothing (``tracking=none``)."""
+
+    def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+        """Open the run and record its configuration."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record the metrics of round ``step``."""
+
+    def log_artifact(self, path: Path) -> None:
+        """Attach a file to the run."""
+
+    def finish(self, status: str, reason: str | None = None) -> None:
+        """Close the run as FINISHED, FAILED (with ``reason``) or KILLED."""
+
+    @property
+    def location(self) -> str | None:
+        """Where a person finds the run, or None when nothing is recorded."""
+        return None
+
+
+NullTracker = Tracker
+
+
+def create_tracker(cfg: TrackingConfig, default_uri: str) -> Tracker:
+    """The tracker ``cfg`` asks for; ``default_uri`` is used when ``cfg.uri`` is null."""
+    if cfg.backend is TrackingBackend.none:
+        return NullTracker()
+    from fedlab.tracking.mlflow import MlflowTracker
+
+    return MlflowTracker(uri=cfg.uri or default_uri, experiment=cfg.experiment)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: config values as MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

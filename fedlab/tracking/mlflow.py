@@ -1,0 +1,77 @@
+"""MLflow behind the tracker interface: params, tags, per-round metrics, artifacts, status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from fedlab.tracking import Tracker
+
+_MAX_TAG_CHARS = 5000
+
+
+class MlflowTracker(Tracker):
+    """One MLflow run in ``experiment`` at tracking URI ``uri``."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=uri)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+
+    def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+        found = self.client.get_experiment_by_name(self.experiment)
+        self.experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(self.experiment)
+        )
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        for chunk in _chunks(sorted(params.items()), 100):  # MLflow's batch limit for params
+            self.client.log_batch(
+                self.run_id,
+                params=[
+                    mlflow.entities.Param(k, "null" if v is None else str(v)) for k, v in chunk
+                ],
+            )
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.client.log_batch(
+            self.run_id,
+            metrics=[
+                mlflow.entities.Metric(key, float(value), _now_ms(), step)
+                for key, value in metrics.items()
+            ],
+        )
+
+    def log_artifact(self, path: Path) -> None:
+        self.client.log_artifact(self.run_id, str(path))
+
+    def finish(self, status: str, reason: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        if reason:
+            text = reason[:_MAX_TAG_CHARS]
+            self.client.set_tag(self.run_id, "fedlab.failure", text)
+            # The run's description in the MLflow UI.
+            self.client.set_tag(self.run_id, "mlflow.note.content", f"{status}: {text}")
+        self.client.set_terminated(self.run_id, status=status)
+
+    @property
+    def location(self) -> str | None:
+        if self.run_id is None:
+            return None
+        return f"MLflow run {self.run_id} in experiment '{self.experiment}' at {self.uri}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
