@@ -30,6 +30,10 @@ class UserError(RuntimeError):
     """A problem with the user's input or environment found while running (one-line message)."""
 
 
+class DivergedError(UserError):
+    """Training produced a non-finite loss (e.g. a learning rate far too large)."""
+
+
 _ALLOWED_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
 _KEY_HINTS = {"B": ", or null for the full local dataset (the paper's B=∞)"}
 
@@ -69,9 +73,8 @@ def _omegaconf(err: OmegaConfBaseException) -> str:
 def describe(err: BaseException) -> str | None:
     """One line for an error caused by the user's input, or None if ``err`` is a bug."""
     from fedlab.data import DataSourceError, PartitionError
-    from fedlab.experiment import DivergedError
 
-    if isinstance(err, ConfigError | UserError | DataSourceError | PartitionError | DivergedError):
+    if isinstance(err, ConfigError | UserError | DataSourceError | PartitionError):
         return _first_line(str(err))
     if isinstance(err, MissingConfigException):
         options = getattr(err, "options", None)

@@ -21,15 +21,12 @@ from tqdm import tqdm
 from fedlab import data as fl_data
 from fedlab import hardware
 from fedlab.config import ClientSampling, ConfigError, OptimizerName, PartitionName, RunConfig
+from fedlab.errors import DivergedError
 from fedlab.quiet import silence_frameworks
 from fedlab.sampling import PARTITION_STREAM, ClientSampler, local_order
 from fedlab.tracking import NullTracker, Tracker, flatten
 
 BYTES_PER_MB = 1e6
-
-
-class DivergedError(RuntimeError):
-    """Training produced a non-finite loss."""
 
 
 @dataclass
@@ -93,6 +90,22 @@ def partition_clients(cfg: RunConfig, labels: np.ndarray) -> list[np.ndarray]:
         return fl_data.dirichlet(labels, cfg.num_clients, part.alpha, rng)
     except fl_data.PartitionError as err:
         raise ConfigError(str(err)) from None
+
+
+def _check_diverged(out, round_num: int) -> None:
+    """Stop on divergence, which TFF would otherwise hide (see ``fedlab.tff.RoundOutput``)."""
+    if not math.isfinite(out.train_loss):
+        why = f"train loss is {out.train_loss}"
+    elif out.examples_trained == 0:
+        why = "every client's update was not finite"
+    elif out.update_skipped:
+        why = "the mean client update was not finite"
+    else:
+        return
+    raise DivergedError(
+        f"training diverged at round {round_num}: {why}; "
+        "lower the learning rates (client_optimizer.lr, server_optimizer.lr)"
+    )
 
 
 def git_commit() -> str:
@@ -213,18 +226,16 @@ def _train(
                 idx = clients[client_id]
                 order = local_order(len(idx), cfg.E, cfg.seed, round_num, int(client_id))
                 work.append(ClientWork(dataset.x_train[idx], dataset.y_train[idx], order, cfg.B))
-            state, train_loss, train_acc, _ = algorithm.next(state, work)
-            if not math.isfinite(train_loss):
-                raise DivergedError(
-                    f"training diverged at round {round_num}: train loss is {train_loss}; "
-                    "lower the learning rates (client_optimizer.lr, server_optimizer.lr)"
-                )
+            out = algorithm.next(state, work)
+            state, train_loss, train_acc = out.state, out.train_loss, out.train_accuracy
+            _check_diverged(out, round_num)
             broadcast_mb = len(work) * model_bytes / BYTES_PER_MB
             uploaded_mb = len(work) * model_bytes / BYTES_PER_MB
             total_mb += broadcast_mb + uploaded_mb
             metrics = {
                 "train/loss": train_loss,
                 "train/accuracy": train_acc,
+                "train/examples_dropped": out.examples_expected - out.examples_trained,
                 "comm/broadcast_mb": broadcast_mb,
                 "comm/uploaded_mb": uploaded_mb,
                 "comm/total_mb": total_mb,

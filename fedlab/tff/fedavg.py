@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,23 @@ class ClientWork:
     y: np.ndarray
     order: np.ndarray
     batch_size: int | None
+
+
+@dataclass(frozen=True)
+class RoundOutput:
+    """The new server state and what the round measured.
+
+    TFF hides divergence: a client whose update is not finite gets weight 0 and its metrics drop
+    out (``examples_trained < examples_expected``), and a mean update that is not finite is not
+    applied (``update_skipped``). The round loop turns both into errors or metrics.
+    """
+
+    state: Any
+    train_loss: float
+    train_accuracy: float
+    examples_trained: int
+    examples_expected: int
+    update_skipped: bool
 
 
 def build_optimizer(cfg: OptimizerConfig) -> tff.learning.optimizers.Optimizer:
@@ -123,15 +141,17 @@ class TffFedAvg:
             state, tff.learning.models.ModelWeights(trainable, non_trainable)
         )
 
-    def next(self, state, clients: list[ClientWork]):
-        """One round on the sampled clients: (new state, train loss, train accuracy, examples)."""
+    def next(self, state, clients: list[ClientWork]) -> RoundOutput:
+        """One round of FedAvg on the sampled clients."""
         output = self.process.next(state, [client_dataset(work) for work in clients])
         train = output.metrics["client_work"]["train"]
-        return (
-            output.state,
-            float(train["loss"]),
-            float(train["sparse_categorical_accuracy"]),
-            int(train["num_examples"]),
+        return RoundOutput(
+            state=output.state,
+            train_loss=float(train["loss"]),
+            train_accuracy=float(train["sparse_categorical_accuracy"]),
+            examples_trained=int(train["num_examples"]),
+            examples_expected=sum(int(work.order.size) for work in clients),
+            update_skipped=bool(output.metrics["finalizer"]["update_non_finite"]),
         )
 
     def model_weights(self, state) -> list[np.ndarray]:

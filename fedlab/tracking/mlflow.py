@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.tracking import MlflowClient
+# MLflow's INFO lines (creating the SQLite tables, "View run ... at") would interleave with the
+# progress bar; fedlab says where the run is in its closing summary instead.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
-from fedlab.tracking import Tracker
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from fedlab.tracking import Tracker  # noqa: E402
 
 _MAX_TAG_CHARS = 5000
 

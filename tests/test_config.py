@@ -1,0 +1,155 @@
+"""Config: every option of every group composes; defaults reproduce the notebook; bad values are
+rejected with one line naming the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+from fedlab.config import ConfigError, RunConfig
+from tests.conftest import CONF, run_cli
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
+
+
+def test_groups_are_the_documented_ones() -> None:
+    assert set(GROUPS) >= {
+        "dataset",
+        "partition",
+        "model",
+        "client_optimizer",
+        "server_optimizer",
+        "hardware",
+        "tracking",
+    }
+    options = {g: {o for gg, o in OPTIONS if gg == g} for g in GROUPS}
+    assert options["partition"] == {"iid", "shards", "dirichlet"}
+    assert options["model"] == {"cnn", "2nn", "logreg"}
+    for role in ("client_optimizer", "server_optimizer"):
+        assert options[role] == {"sgd", "sgdm", "adam", "yogi", "adagrad"}
+    assert options["hardware"] == {"cpu", "gpu"}
+    assert options["tracking"] == {"mlflow", "none"}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option: str) -> None:
+    cfg = OmegaConf.to_object(compose_cfg(f"{group}={option}"))
+    assert isinstance(cfg, RunConfig)
+    chosen = getattr(cfg, group)
+    if hasattr(chosen, "name"):
+        assert str(getattr(chosen.name, "value", chosen.name)) == option or group == "dataset"
+
+
+def test_defaults_reproduce_the_notebook(compose_cfg) -> None:
+    cfg: RunConfig = OmegaConf.to_object(compose_cfg())
+    assert cfg.dataset.name == "mnist"
+    assert cfg.model.name == "cnn"
+    assert (cfg.C, cfg.B, cfg.E, cfg.num_clients, cfg.rounds) == (0.1, 10, 1, 100, 1000)
+    assert cfg.client_optimizer.name.value == "adam" and cfg.client_optimizer.lr == 2e-4
+    assert cfg.server_optimizer.name.value == "adam" and cfg.server_optimizer.lr == 1e-3
+    assert cfg.target_accuracy == 0.99
+    assert cfg.clients_per_round == 10
+
+
+@pytest.mark.parametrize(
+    ("C", "K", "m"), [(0.1, 100, 10), (0.0, 100, 1), (1.0, 100, 100), (0.2, 100, 20), (0.05, 10, 1)]
+)
+def test_clients_per_round_is_max_of_CK_and_1(compose_cfg, C: float, K: int, m: int) -> None:
+    cfg = OmegaConf.to_object(compose_cfg(f"C={C}", f"num_clients={K}"))
+    assert cfg.clients_per_round == m
+
+
+def test_full_batch_is_null(compose_cfg) -> None:
+    cfg = OmegaConf.to_object(compose_cfg("B=null", "E=1"))
+    assert cfg.B is None
+
+
+# (override, words the one-line message must contain)
+BAD_VALUES = [
+    (["C=1.5"], ["C=1.5", "0 <= C <= 1"]),
+    (["C=-0.1"], ["C=-0.1", "0 <= C <= 1"]),
+    (["B=0"], ["B=0", ">= 1"]),
+    (["E=0"], ["E=0", ">= 1"]),
+    (["rounds=0"], ["rounds=0", ">= 1"]),
+    (["num_clients=0"], ["num_clients=0", ">= 1"]),
+    (["eval_every=0"], ["eval_every=0", ">= 1"]),
+    (["seed=-1"], ["seed=-1", ">= 0"]),
+    (["target_accuracy=0"], ["target_accuracy=0", "0 < target_accuracy <= 1"]),
+    (["target_accuracy=1.5"], ["target_accuracy=1.5", "0 < target_accuracy <= 1"]),
+    (["client_optimizer.lr=0"], ["client_optimizer.lr=0", "> 0"]),
+    (["server_optimizer.lr=-1"], ["server_optimizer.lr=-1", "> 0"]),
+    (["server_optimizer=sgdm", "server_optimizer.momentum=1.0"], ["momentum=1.0", "[0, 1)"]),
+    (["partition=dirichlet", "partition.alpha=0"], ["partition.alpha=0", "> 0"]),
+    (["partition=shards", "partition.shards_per_client=0"], ["shards_per_client=0", ">= 1"]),
+    (["tracking.uri=foo://bar"], ["foo://bar", "sqlite://"]),
+    (["tracking.experiment= "], ["tracking.experiment", "non-empty"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"), BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES]
+)
+def test_out_of_range_values_fail_on_conversion(compose_cfg, overrides, words) -> None:
+    with pytest.raises(ConfigError) as info:
+        OmegaConf.to_object(compose_cfg(*overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_wrong_type_fails_at_compose_time(compose_cfg) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_cfg("C=abc")
+    assert isinstance(info.value.__cause__, ValidationError)
+
+
+# Through the real CLI: one line on stderr, exit status 2, no traceback, nothing run.
+CLI_BAD = [
+    (["C=1.5"], "C=1.5 is invalid; allowed: 0 <= C <= 1"),
+    (["C=abc"], "C='abc' is invalid; allowed: a number"),
+    (["B=inf"], "B='inf' is invalid; allowed: an integer, or null"),
+    (["Cc=0.1"], "unknown config key 'Cc'; did you mean 'C'?"),
+    (["partition=foo"], "partition=foo is not an option; allowed: dirichlet, iid, shards"),
+    (["model=resnet"], "model=resnet is not an option; allowed: 2nn, cnn, logreg"),
+    (["model.widht=3"], "unknown config key 'model.widht'"),
+    (["client_sampling=random"], "Invalid value 'random', expected one of [uniform, cyclic]"),
+    (["tracking.uri=foo://x"], "tracking.uri='foo://x' has an unknown scheme"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), CLI_BAD, ids=[" ".join(a) for a, _ in CLI_BAD])
+def test_cli_rejects_bad_input_in_one_line(tmp_path: Path, args, expected) -> None:
+    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"fedlab: error: {lines[0].removeprefix('fedlab: error: ')}"], result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def test_cli_full_error_shows_the_traceback(tmp_path: Path) -> None:
+    result = run_cli("C=1.5", cwd=tmp_path, timeout=120, HYDRA_FULL_ERROR="1")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_cli_help_lists_groups_and_options(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0
+    for group, option in OPTIONS:
+        assert group in result.stdout and option in result.stdout
+
+
+def test_cli_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
+    result = run_cli("--cfg", "job", "partition=shards", "C=0.2", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    printed = OmegaConf.create(result.stdout)
+    assert printed.partition.name == "shards" and printed.C == 0.2
+    assert printed.model.name == "cnn"
