@@ -1,8 +1,9 @@
 """Typed configuration for one federated run, registered in Hydra's ConfigStore.
 
-Every YAML option under ``conf/<group>/`` extends the schema of its group (``conf/<group>/*.yaml``
-start with ``defaults: [schema_<group>]``), so a misspelled key or a wrong type fails when Hydra
-composes the config, and ``__post_init__`` checks ranges and cross-field rules when the entry point
+``conf/config.yaml`` extends ``RunConfig``, and every option under ``conf/<group>/`` merges into
+its typed node (``partition: PartitionConfig``), so a misspelled key or a wrong type fails when
+Hydra composes the config, and ``__post_init__`` checks ranges and cross-field rules when the
+entry point
 converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of fedlab
 only ever sees these typed objects.
 
@@ -238,13 +239,9 @@ class RunConfig:
 
 
 def register_configs() -> None:
-    """Store the schemas so that the YAML options can extend them."""
-    cs = ConfigStore.instance()
-    cs.store(name="schema_config", node=RunConfig)
-    cs.store(group="dataset", name="schema_dataset", node=DatasetConfig)
-    cs.store(group="partition", name="schema_partition", node=PartitionConfig)
-    cs.store(group="model", name="schema_model", node=ModelConfig)
-    cs.store(group="client_optimizer", name="schema_optimizer", node=OptimizerConfig)
-    cs.store(group="server_optimizer", name="schema_optimizer", node=OptimizerConfig)
-    cs.store(group="hardware", name="schema_hardware", node=HardwareConfig)
-    cs.store(group="tracking", name="schema_tracking", node=TrackingConfig)
+    """Store the root schema; ``conf/config.yaml`` extends it (``defaults: [schema_config]``).
+
+    Each group option merges into a typed node of ``RunConfig`` (``partition: PartitionConfig``),
+    so the one root schema checks every key and type of every group.
+    """
+    ConfigStore.instance().store(name="schema_config", node=RunConfig)

@@ -94,6 +94,11 @@ def describe(err: BaseException) -> str | None:
             inner = describe(cause)
             if inner is not None:
                 return inner
+        # "In 'partition/x': ConfigKeyError raised while composing config:\nKey 'y' not in ..."
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        where = re.match(r"In '([^']+)'", lines[0]) if lines else None
+        if where and len(lines) > 1:
+            return f"in conf/{where.group(1)}.yaml: {lines[1]}"
         return _first_line(str(err))
     try:
         from mlflow.exceptions import MlflowException
