@@ -19,6 +19,7 @@ random port, unauthenticated, for as long as the run lasts. It lives exactly as 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -171,6 +172,10 @@ class LocalWorker:
             transform_result=tensorflow_computation.transform_result,
         )
         tff.framework.set_default_context(context)
+        # The context TFF installed at import is now garbage, in reference cycles. Collect it while
+        # the interpreter is whole: left to interpreter exit, its ServiceManager.__del__ finds the
+        # `subprocess` module already gone and prints an AttributeError.
+        gc.collect()
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Stop the worker (SIGINT, as TFF does, then SIGKILL after ``grace_s``)."""
