@@ -25,9 +25,12 @@ from fedlab.errors import describe
 register_configs()
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    # SIGTERM takes the same way out as Ctrl-C: the run is marked KILLED and TFF's worker stops.
-    raise KeyboardInterrupt(f"signal {signum}")
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taking Ctrl-C's way out: the run is marked KILLED and TFF's worker stops."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 _FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -40,12 +43,11 @@ def task(dict_cfg: DictConfig) -> float:
         return _run(dict_cfg)
     except Exception as err:
         message = describe(err)
-        if message is None or _FULL_ERROR:
-            raise
+        if message is None or _FULL_ERROR or HydraConfig.get().mode != RunMode.RUN:
+            raise  # in a multirun, Hydra records the job as failed
+        # Exit here: raising would make Hydra print "Error executing job ..." first.
         print(f"fedlab: error: {message}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.RUN:
-            raise SystemExit(2) from None
-        raise  # in a multirun, Hydra records the job as failed
+        raise SystemExit(2) from None
 
 
 def _run(dict_cfg: DictConfig) -> float:
@@ -71,14 +73,17 @@ def _run(dict_cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     # Let Hydra raise instead of printing its multi-line report, so that bad input becomes one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
+    except Terminated:
+        print("fedlab: terminated", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("fedlab: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGINT)
     except Exception as err:
         message = describe(err)
         if message is None or _FULL_ERROR:

@@ -2,10 +2,9 @@
 
 ``conf/config.yaml`` extends ``RunConfig``, and every option under ``conf/<group>/`` merges into
 its typed node (``partition: PartitionConfig``), so a misspelled key or a wrong type fails when
-Hydra composes the config, and ``__post_init__`` checks ranges and cross-field rules when the
-entry point
-converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of fedlab
-only ever sees these typed objects.
+Hydra composes the config. ``__post_init__`` checks ranges and cross-field rules when the entry
+point converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of
+fedlab only ever sees these typed objects.
 
 Names follow McMahan et al. 2017: ``C`` is the fraction of clients sampled per round, ``B`` the
 local batch size (``null`` = the full local dataset, the paper's B=∞), ``E`` the number of local
@@ -29,6 +28,24 @@ class ConfigError(ValueError):
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _reject_unused(node: object, group: str, option: str, used_by: dict[str, set[str]]) -> None:
+    """A key the chosen option ignores must keep its default: silently ignoring
+    ``partition=iid partition.alpha=0.1`` would log a param that had no effect."""
+    for key, options in used_by.items():
+        default = type(node).__dataclass_fields__[key].default
+        value = getattr(node, key)
+        if option not in options and value != default:
+            _require(
+                False,
+                f"{group}.{key}={value} has no effect with {group}={option}; "
+                f"it applies to {group}={'|'.join(sorted(options))}",
+            )
+
+
+# Training examples per dataset, for the cross-field checks on clients and shards.
+TRAIN_EXAMPLES = {"mnist": 60_000}
 
 
 class DataSource(StrEnum):
@@ -105,6 +122,17 @@ class PartitionConfig:
             self.alpha > 0 and math.isfinite(self.alpha),
             f"partition.alpha={self.alpha} is invalid; allowed: a finite number > 0",
         )
+        _reject_unused(
+            self,
+            "partition",
+            self.name.value,
+            {
+                "shards_per_client": {"shards"},
+                "shard_size": {"shards"},
+                "assignment": {"shards"},
+                "alpha": {"dirichlet"},
+            },
+        )
 
 
 MODEL_NAMES = ("cnn", "2nn", "logreg")
@@ -149,6 +177,18 @@ class OptimizerConfig:
         _require(
             self.initial_accumulator >= 0,
             f"{group}.initial_accumulator={self.initial_accumulator} is invalid; allowed: >= 0",
+        )
+        _reject_unused(
+            self,
+            group,
+            self.name.value,
+            {
+                "momentum": {"sgdm"},
+                "beta_1": {"adam", "yogi"},
+                "beta_2": {"adam", "yogi"},
+                "epsilon": {"adam", "yogi", "adagrad"},
+                "initial_accumulator": {"yogi", "adagrad"},
+            },
         )
 
 
@@ -231,6 +271,33 @@ class RunConfig:
         )
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")
+        self._check_clients_fit_the_data()
+
+    def _check_clients_fit_the_data(self) -> None:
+        examples = TRAIN_EXAMPLES[self.dataset.name]
+        k = self.num_clients
+        _require(
+            k <= examples,
+            f"num_clients={k} is invalid; allowed: at most {examples} "
+            f"(one example each from {self.dataset.name}'s {examples})",
+        )
+        part = self.partition
+        if part.name is PartitionName.shards:
+            shards = k * part.shards_per_client
+            size = part.shard_size or examples // shards
+            _require(
+                size >= 1 and shards * size <= examples,
+                f"num_clients={k} with partition.shards_per_client={part.shards_per_client} and "
+                f"partition.shard_size={part.shard_size} needs {shards} shards of {max(size, 1)}; "
+                f"allowed: num_clients * shards_per_client * shard_size <= {examples}",
+            )
+        if self.client_sampling is ClientSampling.cyclic:
+            m = self.clients_per_round
+            _require(
+                k % m == 0,
+                f"client_sampling=cyclic needs num_clients ({k}) to be a multiple of the clients "
+                f"per round ({m} = max(C*K, 1)); allowed otherwise: client_sampling=uniform",
+            )
 
     @property
     def clients_per_round(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from fedlab import data as fl_data
 from fedlab import hardware
-from fedlab.config import ClientSampling, ConfigError, OptimizerName, PartitionName, RunConfig
+from fedlab.config import ConfigError, OptimizerName, PartitionName, RunConfig
 from fedlab.errors import DivergedError
 from fedlab.quiet import silence_frameworks
 from fedlab.sampling import PARTITION_STREAM, ClientSampler, local_order
@@ -39,8 +39,8 @@ class RunResult:
     rounds_to_target: int | None
     total_mb: float
     wall_s: float
-    history: dict[int, float] = field(default_factory=dict)
-    location: str | None = None
+    history: dict[int, float]
+    location: str | None
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -142,33 +142,29 @@ def run(
     worker_env = hardware.configure(cfg.hardware)
     dataset = fl_data.load_mnist(cfg.dataset.source.value, cfg.dataset.path)
     clients = partition_clients(cfg, dataset.y_train)
-    if cfg.client_sampling is ClientSampling.cyclic and cfg.num_clients % cfg.clients_per_round:
-        raise ConfigError(
-            f"client_sampling=cyclic needs num_clients ({cfg.num_clients}) to be a multiple of "
-            f"the clients per round ({cfg.clients_per_round}); allowed otherwise: uniform"
-        )
 
     config_yaml = output_dir / "config.yaml"
     config_yaml.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     commit = git_commit()
-    tracker.start(
-        run_name,
-        params=flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)),
-        tags={
-            "partition": cfg.partition.name.value,
-            "model": cfg.model.name,
-            "algorithm": algorithm_name(cfg),
-            "engine": "tff",
-            "git_commit": commit,
-            "mlflow.source.git.commit": commit,
-            "overrides": overrides,
-        },
-    )
     try:
+        # Inside the try: a run that fails while its params are logged must not stay RUNNING.
+        tracker.start(
+            run_name,
+            params=flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)),
+            tags={
+                "partition": cfg.partition.name.value,
+                "model": cfg.model.name,
+                "algorithm": algorithm_name(cfg),
+                "engine": "tff",
+                "git_commit": commit,
+                "mlflow.source.git.commit": commit,
+                "overrides": overrides,
+            },
+        )
         tracker.log_artifact(config_yaml)
-        result = _train(cfg, dataset, clients, worker_env, output_dir, tracker, progress)
-        result.wall_s = time.monotonic() - started
-        result.location = tracker.location
+        history, rounds_to_target, total_mb = _train(
+            cfg, dataset, clients, worker_env, output_dir, tracker, progress
+        )
     except KeyboardInterrupt:
         tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
         raise
@@ -176,7 +172,16 @@ def run(
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
     tracker.finish("FINISHED")
-    return result
+    return RunResult(
+        rounds=cfg.rounds,
+        final_accuracy=history[max(history)],
+        best_accuracy=max(history.values()),
+        rounds_to_target=rounds_to_target,
+        total_mb=total_mb,
+        wall_s=time.monotonic() - started,
+        history=history,
+        location=tracker.location,
+    )
 
 
 def _train(
@@ -187,8 +192,9 @@ def _train(
     output_dir: Path,
     tracker: Tracker,
     progress: bool,
-) -> RunResult:
-    # TensorFlow and TFF are imported here, after `hardware.configure` had its say.
+) -> tuple[dict[int, float], int | None, float]:
+    """The rounds; returns (test accuracy by round, rounds to target, MB communicated)."""
+    # TFF (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
     from fedlab.evaluation import Evaluator
@@ -263,12 +269,4 @@ def _train(
         model_path = output_dir / "model.keras"
         evaluate.model.save(model_path)
         tracker.log_artifact(model_path)
-    return RunResult(
-        rounds=cfg.rounds,
-        final_accuracy=history[max(history)],
-        best_accuracy=max(history.values()),
-        rounds_to_target=rounds_to_target,
-        total_mb=total_mb,
-        wall_s=0.0,
-        history=history,
-    )
+    return history, rounds_to_target, total_mb

@@ -27,6 +27,8 @@ def configure(cfg: HardwareConfig) -> dict[str, str]:
             )
         for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, cfg.gpu_memory_growth)
+        if cfg.gpu_memory_growth:
+            env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     else:
         tf.config.set_visible_devices([], "GPU")
         env["CUDA_VISIBLE_DEVICES"] = "-1"

@@ -14,6 +14,7 @@ import warnings
 def silence_frameworks() -> None:
     for name in ("absl", "tensorflow", "h5py", "matplotlib", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    frameworks = r"(tensorflow|tensorflow_federated|keras|tf_keras|absl|jax|mlflow|google)(\..*)?$"
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=frameworks)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")

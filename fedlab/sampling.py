@@ -2,7 +2,7 @@
 clients", m = max(C·K, 1)).
 
 Each round's choice is a pure function of (seed, round): no generator state carries from one round
-to the next, so a run resumed at round r samples exactly what an uninterrupted run would.
+to the next, so round r samples the same clients however the run got there.
 """
 
 from __future__ import annotations

@@ -31,20 +31,23 @@ def _local_sgd(w, b, x, y, order, batch, lr):
     return w, b
 
 
-@pytest.fixture(scope="module")
-def clients():
+def _clients(batch_size: int | None) -> list[ClientWork]:
     rng = np.random.default_rng(0)
     made = []
     for n in (7, 13):  # unequal sizes: the average must be weighted by examples
         x = rng.random((n, 784), dtype=np.float32)
         y = rng.integers(0, 10, n).astype(np.int32)
         order = np.stack([rng.permutation(n) for _ in range(2)])  # E = 2
-        made.append(ClientWork(x, y, order, batch_size=5))  # last batches are short
+        made.append(ClientWork(x, y, order, batch_size))
     return made
 
 
-def test_one_round_equals_weighted_average_of_local_sgd(clients) -> None:
-    client_lr, server_lr = 0.1, 1.0
+# B=5 leaves short last batches; B=None is the full local dataset (the paper's B=∞).
+@pytest.mark.parametrize("batch_size", [5, None], ids=["B=5", "B=inf"])
+def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) -> None:
+    clients = _clients(batch_size)
+    # A server lr other than 1 checks that the server step is applied, not just the average.
+    client_lr, server_lr = 0.1, 0.5
     algorithm = TffFedAvg(
         "logreg",
         OptimizerConfig(name=OptimizerName.sgd, lr=client_lr),
@@ -63,7 +66,7 @@ def test_one_round_equals_weighted_average_of_local_sgd(clients) -> None:
 
     deltas, weights = [], []
     for c in clients:
-        wk, bk = _local_sgd(w0, b0, c.x, c.y, c.order, c.batch_size, client_lr)
+        wk, bk = _local_sgd(w0, b0, c.x, c.y, c.order, c.batch_size or len(c.x), client_lr)
         deltas.append((wk - w0, bk - b0))
         weights.append(c.order.size)  # examples seen: E * n
     total = sum(weights)

@@ -4,6 +4,7 @@ cyclic slices; all a pure function of (seed, round)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedlab.config import ClientSampling
 from fedlab.sampling import ClientSampler, local_order
@@ -25,13 +26,15 @@ def test_uniform_draws_m_distinct_clients_reproducibly() -> None:
     assert len({tuple(c) for c in rounds}) == 50
 
 
-def test_cyclic_is_the_notebooks_slicing() -> None:
-    sampler = ClientSampler(ClientSampling.cyclic, num_clients=100, per_round=10, seed=0)
+@pytest.mark.parametrize(("per_round", "groups"), [(10, 10), (20, 5), (50, 2)])
+def test_cyclic_is_the_notebooks_slicing(per_round: int, groups: int) -> None:
+    sampler = ClientSampler(ClientSampling.cyclic, num_clients=100, per_round=per_round, seed=0)
     clients = np.arange(100)
     for round_num in range(1, 25):
-        # The notebook, with 0-based rounds r: clients[r % 10::10]
-        expected = clients[(round_num - 1) % 10 :: 10]
-        assert np.array_equal(sampler.sample(round_num), expected)
+        # The notebook, with 0-based rounds r and g = K / m groups: clients[r % g::g]
+        chosen = sampler.sample(round_num)
+        assert np.array_equal(chosen, clients[(round_num - 1) % groups :: groups])
+        assert len(chosen) == per_round
 
 
 def test_local_order_is_a_fresh_permutation_per_epoch() -> None:

@@ -102,8 +102,6 @@ def client_dataset(work: ClientWork) -> tf.data.Dataset:
 class TffFedAvg:
     """FedAvg and its server-optimizer variants on TensorFlow Federated."""
 
-    name = "tff"
-
     def __init__(
         self,
         model_name: str,

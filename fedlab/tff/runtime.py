@@ -9,6 +9,7 @@ pytest's capture. So fedlab starts the same binary itself:
 - with ``PR_SET_PDEATHSIG=SIGKILL``: the kernel kills the worker when the fedlab process dies, for
   whatever reason (normal exit, exception, Ctrl-C, SIGTERM, even SIGKILL);
 - stopped explicitly when the ``LocalWorker`` context ends;
+- in a session of its own, so a terminal's Ctrl-C reaches fedlab, not the worker;
 - its output going to a log file (or nowhere), never to our stdout;
 - reached over 127.0.0.1 by a ``tff.framework.RemoteExecutor``.
 
@@ -124,6 +125,10 @@ class LocalWorker:
                 stderr=subprocess.STDOUT,
                 env=self._env,
                 preexec_fn=_die_with_parent(os.getpid()),
+                # Out of the terminal's process group: Ctrl-C goes to fedlab, which stops the
+                # worker itself after marking the run KILLED, instead of the worker dying
+                # mid-round and the run failing with a gRPC error.
+                start_new_session=True,
             )
         finally:
             if log is not subprocess.DEVNULL:
