@@ -63,6 +63,7 @@ def _run(dict_cfg: DictConfig) -> float:
     result = run(
         cfg,
         output_dir=Path(hydra_cfg.runtime.output_dir),
+        checkpoint_dir=Path(hydra_cfg.runtime.cwd) / "checkpoints",
         tracker=tracker,
         run_name=cfg.run_name or (",".join(overrides) if overrides else "defaults"),
         overrides=" ".join(overrides),

@@ -253,6 +253,9 @@ class RunConfig:
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
     run_name: str | None = None  # MLflow run name; null: built from the overrides
+    checkpoint_every: int = 1  # rounds between checkpoints; 0: none
+    resume: bool = True  # continue from this config's checkpoint, if there is one
+    checkpoint_dir: str | None = None  # null: ./checkpoints where the command runs
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.C <= 1.0, f"C={self.C} is invalid; allowed: 0 <= C <= 1")
@@ -268,6 +271,10 @@ class RunConfig:
         _require(
             0.0 < self.target_accuracy <= 1.0,
             f"target_accuracy={self.target_accuracy} is invalid; allowed: 0 < target_accuracy <= 1",
+        )
+        _require(
+            self.checkpoint_every >= 0,
+            f"checkpoint_every={self.checkpoint_every} is invalid; allowed: 0 (never) or >= 1",
         )
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")

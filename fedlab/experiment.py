@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from fedlab import checkpoint, hardware
 from fedlab import data as fl_data
-from fedlab import hardware
 from fedlab.config import ConfigError, OptimizerName, PartitionName, RunConfig
 from fedlab.errors import DivergedError
 from fedlab.quiet import silence_frameworks
@@ -122,6 +122,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+@dataclass
+class Progress:
+    """What a run has reached; saved in every checkpoint."""
+
+    round: int = 0
+    history: dict[int, float] = field(default_factory=dict)  # test accuracy by evaluated round
+    rounds_to_target: int | None = None
+    total_mb: float = 0.0
+
+
 def run(
     cfg: RunConfig,
     *,
@@ -130,10 +140,14 @@ def run(
     run_name: str = "fedlab",
     overrides: str = "",
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> RunResult:
-    """Run ``cfg`` to the end.
+    """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
 
     The tracker's run ends FINISHED, FAILED (with the reason) or KILLED (Ctrl-C, SIGTERM).
+    ``checkpoint_dir`` is where checkpoints go when ``cfg.checkpoint_dir`` is null (default:
+    ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
+    finds them).
     """
     started = time.monotonic()
     silence_frameworks()
@@ -142,28 +156,66 @@ def run(
     worker_env = hardware.configure(cfg.hardware)
     dataset = fl_data.load_mnist(cfg.dataset.source.value, cfg.dataset.path)
     clients = partition_clients(cfg, dataset.y_train)
+    ckpt_path = checkpoint.checkpoint_path(cfg, checkpoint_dir or output_dir / "checkpoints")
+    resumed = checkpoint.load(ckpt_path, checkpoint.config_key(cfg)) if cfg.resume else None
+
+    def result(done: Progress) -> RunResult:
+        return RunResult(
+            rounds=done.round,
+            final_accuracy=done.history[max(done.history)],
+            best_accuracy=max(done.history.values()),
+            rounds_to_target=done.rounds_to_target,
+            total_mb=done.total_mb,
+            wall_s=time.monotonic() - started,
+            history=done.history,
+            location=tracker.location,
+        )
+
+    if resumed is not None and resumed.round >= cfg.rounds:
+        print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
+        return result(
+            Progress(
+                round=resumed.round,
+                history=resumed.history,
+                rounds_to_target=resumed.rounds_to_target,
+                total_mb=resumed.total_mb,
+            )
+        )
 
     config_yaml = output_dir / "config.yaml"
     config_yaml.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     commit = git_commit()
     try:
         # Inside the try: a run that fails while its params are logged must not stay RUNNING.
-        tracker.start(
-            run_name,
-            params=flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)),
-            tags={
-                "partition": cfg.partition.name.value,
-                "model": cfg.model.name,
-                "algorithm": algorithm_name(cfg),
-                "engine": "tff",
-                "git_commit": commit,
-                "mlflow.source.git.commit": commit,
-                "overrides": overrides,
-            },
-        )
-        tracker.log_artifact(config_yaml)
-        history, rounds_to_target, total_mb = _train(
-            cfg, dataset, clients, worker_env, output_dir, tracker, progress
+        if resumed is not None:
+            logged_up_to = tracker.resume(resumed.run_id)
+        else:
+            tracker.start(
+                run_name,
+                params=flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)),
+                tags={
+                    "partition": cfg.partition.name.value,
+                    "model": cfg.model.name,
+                    "algorithm": algorithm_name(cfg),
+                    "engine": "tff",
+                    "git_commit": commit,
+                    "mlflow.source.git.commit": commit,
+                    "overrides": overrides,
+                },
+            )
+            tracker.log_artifact(config_yaml)
+            logged_up_to = -1
+        done = _train(
+            cfg,
+            dataset,
+            clients,
+            worker_env,
+            output_dir,
+            tracker,
+            progress,
+            ckpt_path=ckpt_path,
+            resumed=resumed,
+            logged_up_to=logged_up_to,
         )
     except KeyboardInterrupt:
         tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
@@ -172,16 +224,7 @@ def run(
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
     tracker.finish("FINISHED")
-    return RunResult(
-        rounds=cfg.rounds,
-        final_accuracy=history[max(history)],
-        best_accuracy=max(history.values()),
-        rounds_to_target=rounds_to_target,
-        total_mb=total_mb,
-        wall_s=time.monotonic() - started,
-        history=history,
-        location=tracker.location,
-    )
+    return result(done)
 
 
 def _train(
@@ -192,8 +235,16 @@ def _train(
     output_dir: Path,
     tracker: Tracker,
     progress: bool,
-) -> tuple[dict[int, float], int | None, float]:
-    """The rounds; returns (test accuracy by round, rounds to target, MB communicated)."""
+    *,
+    ckpt_path: Path,
+    resumed: checkpoint.Checkpoint | None,
+    logged_up_to: int,
+) -> Progress:
+    """The rounds, from the start or from ``resumed``.
+
+    Rounds up to ``logged_up_to`` are already in the tracker (a run killed after logging a round
+    but before checkpointing it): they are recomputed, identically, but not logged again.
+    """
     # TFF (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
@@ -209,64 +260,114 @@ def _train(
     algorithm = TffFedAvg(cfg.model.name, cfg.client_optimizer, cfg.server_optimizer)
     evaluate = Evaluator(cfg.model.name, dataset.x_test, dataset.y_test)
 
-    history: dict[int, float] = {}
-    rounds_to_target: int | None = None
-    total_mb = 0.0
-    loss0, acc0 = evaluate(initial_weights)
-    history[0] = acc0
-    tracker.log_metrics({"eval/loss": loss0, "eval/accuracy": acc0}, step=0)
+    def save(state, reached: Progress) -> None:
+        checkpoint.save(
+            ckpt_path,
+            checkpoint.Checkpoint(
+                round=reached.round,
+                state=algorithm.state_arrays(state),
+                history=reached.history,
+                rounds_to_target=reached.rounds_to_target,
+                total_mb=reached.total_mb,
+                run_id=tracker.run_id,
+                config_key=checkpoint.config_key(cfg),
+            ),
+        )
 
     with LocalWorker(env=worker_env, log_path=output_dir / "tff_worker.log"):
-        state = algorithm.initialize(initial_weights)
+        if resumed is None:
+            at = Progress()
+            state = algorithm.initialize(initial_weights)
+            loss0, acc0 = evaluate(initial_weights)
+            at.history[0] = acc0
+            tracker.log_metrics({"eval/loss": loss0, "eval/accuracy": acc0}, step=0)
+        else:
+            at = Progress(
+                round=resumed.round,
+                history=dict(resumed.history),
+                rounds_to_target=resumed.rounds_to_target,
+                total_mb=resumed.total_mb,
+            )
+            try:
+                state = algorithm.state_from_arrays(resumed.state)
+            except ValueError as err:
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {ckpt_path} does not fit this model and optimizers ({err}); "
+                    "delete it or run with resume=false"
+                ) from None
+        saved = at.round
         bar = tqdm(
-            range(1, cfg.rounds + 1),
+            range(at.round + 1, cfg.rounds + 1),
             desc=f"{algorithm_name(cfg)} {cfg.partition.name.value}",
             unit="round",
+            initial=at.round,
+            total=cfg.rounds,
             disable=not progress,
             dynamic_ncols=True,
         )
-        for round_num in bar:
-            tick = time.monotonic()
-            work = []
-            for client_id in sampler.sample(round_num):
-                idx = clients[client_id]
-                order = local_order(len(idx), cfg.E, cfg.seed, round_num, int(client_id))
-                work.append(ClientWork(dataset.x_train[idx], dataset.y_train[idx], order, cfg.B))
-            out = algorithm.next(state, work)
-            state, train_loss, train_acc = out.state, out.train_loss, out.train_accuracy
-            _check_diverged(out, round_num)
-            broadcast_mb = len(work) * model_bytes / BYTES_PER_MB
-            uploaded_mb = len(work) * model_bytes / BYTES_PER_MB
-            total_mb += broadcast_mb + uploaded_mb
-            metrics = {
-                "train/loss": train_loss,
-                "train/accuracy": train_acc,
-                "train/examples_dropped": out.examples_expected - out.examples_trained,
-                "comm/broadcast_mb": broadcast_mb,
-                "comm/uploaded_mb": uploaded_mb,
-                "comm/total_mb": total_mb,
-            }
-            if round_num % cfg.eval_every == 0 or round_num == cfg.rounds:
-                eval_loss, eval_acc = evaluate(algorithm.model_weights(state))
-                history[round_num] = eval_acc
-                metrics["eval/loss"] = eval_loss
-                metrics["eval/accuracy"] = eval_acc
-                if rounds_to_target is None and eval_acc >= cfg.target_accuracy:
-                    rounds_to_target = round_num
-                    metrics["rounds_to_target"] = round_num
-            metrics["time/round_s"] = time.monotonic() - tick
-            tracker.log_metrics(metrics, step=round_num)
-            bar.set_postfix(
-                loss=f"{train_loss:.4f}", test_acc=f"{history[max(history)]:.4f}", refresh=False
-            )
-        bar.close()
+        try:
+            for round_num in bar:
+                tick = time.monotonic()
+                work = []
+                for client_id in sampler.sample(round_num):
+                    idx = clients[client_id]
+                    order = local_order(len(idx), cfg.E, cfg.seed, round_num, int(client_id))
+                    work.append(
+                        ClientWork(dataset.x_train[idx], dataset.y_train[idx], order, cfg.B)
+                    )
+                out = algorithm.next(state, work)
+                _check_diverged(out, round_num)
+                broadcast_mb = len(work) * model_bytes / BYTES_PER_MB
+                uploaded_mb = len(work) * model_bytes / BYTES_PER_MB
+                total_mb = at.total_mb + broadcast_mb + uploaded_mb
+                metrics = {
+                    "train/loss": out.train_loss,
+                    "train/accuracy": out.train_accuracy,
+                    "train/examples_dropped": out.examples_expected - out.examples_trained,
+                    "comm/broadcast_mb": broadcast_mb,
+                    "comm/uploaded_mb": uploaded_mb,
+                    "comm/total_mb": total_mb,
+                }
+                history = at.history
+                rounds_to_target = at.rounds_to_target
+                if round_num % cfg.eval_every == 0 or round_num == cfg.rounds:
+                    eval_loss, eval_acc = evaluate(algorithm.model_weights(out.state))
+                    history = {**history, round_num: eval_acc}
+                    metrics["eval/loss"] = eval_loss
+                    metrics["eval/accuracy"] = eval_acc
+                    if rounds_to_target is None and eval_acc >= cfg.target_accuracy:
+                        rounds_to_target = round_num
+                        metrics["rounds_to_target"] = round_num
+                metrics["time/round_s"] = time.monotonic() - tick
+                # The round is done: only now does it become the run's state.
+                state = out.state
+                at = Progress(round_num, history, rounds_to_target, total_mb)
+                if round_num > logged_up_to:
+                    tracker.log_metrics(metrics, step=round_num)
+                if cfg.checkpoint_every and (
+                    round_num % cfg.checkpoint_every == 0 or round_num == cfg.rounds
+                ):
+                    save(state, at)
+                    saved = round_num
+                bar.set_postfix(
+                    loss=f"{out.train_loss:.4f}",
+                    test_acc=f"{history[max(history)]:.4f}",
+                    refresh=False,
+                )
+        except KeyboardInterrupt:
+            # Abandon the round in flight; keep the last finished one.
+            if cfg.checkpoint_every and at.round > saved:
+                save(state, at)
+            raise
+        finally:
+            bar.close()
         final_weights = algorithm.model_weights(state)
 
-    plot = plot_accuracy(history, cfg.target_accuracy, output_dir / "test_accuracy.png")
+    plot = plot_accuracy(at.history, cfg.target_accuracy, output_dir / "test_accuracy.png")
     tracker.log_artifact(plot)
     if cfg.tracking.log_model:
         evaluate.model.set_weights(final_weights)
         model_path = output_dir / "model.keras"
         evaluate.model.save(model_path)
         tracker.log_artifact(model_path)
-    return history, rounds_to_target, total_mb
+    return at

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from fedlab.config import register_configs
@@ -91,3 +94,53 @@ def children(pid: int) -> set[int]:
         if ppid == pid:
             found.add(int(proc.name))
     return found
+
+
+def only_run(cwd: Path):
+    """The one MLflow run in ``cwd``'s default store (and its client)."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fedlab")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def _like_a_terminal() -> None:
+    # A shell's background job (as CI may run us) inherits SIGINT ignored, and Python keeps it
+    # ignored; a terminal's foreground process has the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_cli(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """fedlab in a process group of its own, as a terminal runs a foreground command."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedlab", *QUICK, *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_like_a_terminal,
+    )
+
+
+def wait_for_round(
+    proc: subprocess.Popen[str], cwd: Path, at_least: int = 1, timeout: float = 300
+) -> set[int]:
+    """Wait until round ``at_least`` is in MLflow; return the run's TFF worker PIDs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        workers = children(proc.pid) & worker_pids()
+        if workers and (cwd / "mlflow.db").exists():
+            client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+            experiment = client.get_experiment_by_name("fedlab")
+            runs = client.search_runs([experiment.experiment_id]) if experiment else []
+            steps = [
+                m.step for r in runs for m in client.get_metric_history(r.info.run_id, "train/loss")
+            ]
+            if steps and max(steps) >= at_least:
+                return workers
+        time.sleep(0.5)
+    raise AssertionError("the run did not finish a round in time")

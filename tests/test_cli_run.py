@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from fedlab.experiment import run
 from fedlab.tracking import Tracker
-from tests.conftest import QUICK, children, cli_env, run_cli, worker_pids
+from tests.conftest import (
+    QUICK,
+    children,
+    only_run,
+    run_cli,
+    start_cli,
+    wait_for_round,
+    worker_pids,
+)
 
 METRICS = [
     "train/loss",
@@ -28,21 +33,13 @@ METRICS = [
 ]
 
 
-def _only_run(cwd: Path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("fedlab")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
-
-
 def test_short_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     before = worker_pids()
     result = run_cli(*QUICK, "rounds=3", "target_accuracy=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert worker_pids() <= before
 
-    client, run = _only_run(tmp_path)
+    client, run = only_run(tmp_path)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == ",".join([*QUICK, "rounds=3", "target_accuracy=0.5"])
     # Every config value is a param, under its dotted key.
@@ -82,47 +79,11 @@ def test_short_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     assert "final test accuracy" in result.stdout and run.info.run_id in result.stdout
 
 
-def _like_a_terminal() -> None:
-    # A shell's background job (as CI may run us) inherits SIGINT ignored, and Python keeps it
-    # ignored; a terminal's foreground process has the default disposition.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """fedlab in a process group of its own, as a terminal runs a foreground command."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "fedlab", *QUICK, *args],
-        cwd=cwd,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_like_a_terminal,
-    )
-
-
-def _wait_for_rounds(proc: subprocess.Popen[str], cwd: Path, timeout: float = 300) -> set[int]:
-    """Wait until the run has finished a round (its metrics are in MLflow); return its worker."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        workers = children(proc.pid) & worker_pids()
-        if workers and (cwd / "mlflow.db").exists():
-            client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-            experiment = client.get_experiment_by_name("fedlab")
-            runs = client.search_runs([experiment.experiment_id]) if experiment else []
-            if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
-                return workers
-        time.sleep(0.5)
-    raise AssertionError("the run did not finish a round in time")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_signal_stops_the_run_killed_and_its_worker(tmp_path: Path, sig: int) -> None:
-    proc = _start(tmp_path, "rounds=500", "tracking.log_model=false")
-    workers = _wait_for_rounds(proc, tmp_path)
+    proc = start_cli(tmp_path, "rounds=500", "tracking.log_model=false")
+    workers = wait_for_round(proc, tmp_path)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)  # Ctrl-C: the terminal signals the whole foreground group
     else:
@@ -130,14 +91,14 @@ def test_signal_stops_the_run_killed_and_its_worker(tmp_path: Path, sig: int) ->
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, stderr[-3000:]
     assert not (workers & worker_pids())
-    _, run = _only_run(tmp_path)
+    _, run = only_run(tmp_path)
     assert run.info.status == "KILLED"
     assert "train/loss" in run.data.metrics  # what it logged stays
 
 
 @pytest.mark.slow
 def test_sigkill_of_fedlab_takes_the_worker_with_it(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "rounds=500", "tracking=none")
+    proc = start_cli(tmp_path, "rounds=500", "tracking=none")
     deadline = time.monotonic() + 300
     while not (workers := children(proc.pid) & worker_pids()):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -158,7 +119,7 @@ def test_divergence_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     assert "diverged" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert worker_pids() <= before
-    _, run = _only_run(tmp_path)
+    _, run = only_run(tmp_path)
     assert run.info.status == "FAILED"
     assert "diverged" in run.data.tags["fedlab.failure"]
     assert "eval/accuracy" in run.data.metrics  # what it had logged (round 0) stays

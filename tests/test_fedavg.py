@@ -84,3 +84,18 @@ def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) 
     assert out.examples_trained == out.examples_expected == 2 * (7 + 13)
     assert not out.update_skipped
     assert np.isfinite(out.train_loss) and 0.0 <= out.train_accuracy <= 1.0
+
+
+def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
+    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)
+    adam = OptimizerConfig(name=OptimizerName.adam, lr=1e-3)
+    fedadam = TffFedAvg("logreg", sgd, adam)
+    fedavg = TffFedAvg("logreg", sgd, sgd)
+    with LocalWorker():
+        state = fedadam.initialize([np.ones((784, 10), np.float32), np.zeros(10, np.float32)])
+        arrays = fedadam.state_arrays(state)
+        back = fedadam.state_arrays(fedadam.state_from_arrays(arrays))
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+        assert (fedadam.model_weights(fedadam.state_from_arrays(arrays))[0] == 1.0).all()
+        with pytest.raises(ValueError, match="arrays"):
+            fedavg.state_from_arrays(arrays)  # FedAvg has no Adam moments to restore

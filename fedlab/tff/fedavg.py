@@ -152,6 +152,24 @@ class TffFedAvg:
             update_skipped=bool(output.metrics["finalizer"]["update_non_finite"]),
         )
 
+    def state_arrays(self, state) -> list[np.ndarray]:
+        """The whole server state (model, server optimizer, counters) as a flat list of arrays."""
+        return [np.asarray(leaf) for leaf in tf.nest.flatten(state)]
+
+    def state_from_arrays(self, arrays: list[np.ndarray]):
+        """The server state back from ``state_arrays``; ValueError if it does not fit."""
+        template = tf.nest.flatten(self.process.initialize())
+        if len(arrays) != len(template):
+            raise ValueError(f"{len(arrays)} arrays, this algorithm's state has {len(template)}")
+        for i, (got, want) in enumerate(zip(arrays, template, strict=True)):
+            want = np.asarray(want)
+            if got.shape != want.shape or got.dtype != want.dtype:
+                raise ValueError(
+                    f"array {i} is {got.dtype}{list(got.shape)}, "
+                    f"this algorithm's state has {want.dtype}{list(want.shape)}"
+                )
+        return tf.nest.pack_sequence_as(self.process.initialize(), list(arrays))
+
     def model_weights(self, state) -> list[np.ndarray]:
         """The global model's weights in Keras order (trainable, then non-trainable)."""
         weights = self.process.get_model_weights(state)

@@ -19,6 +19,10 @@ class Tracker:
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         """Open the run and record its configuration."""
 
+    def resume(self, run_id: str | None) -> int:
+        """Reopen run ``run_id`` to continue it; return the last round it has metrics for."""
+        return -1
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record the metrics of round ``step``."""
 
@@ -27,6 +31,11 @@ class Tracker:
 
     def finish(self, status: str, reason: str | None = None) -> None:
         """Close the run as FINISHED, FAILED (with ``reason``) or KILLED."""
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id in the tracker, saved in checkpoints to continue the same run."""
+        return None
 
     @property
     def location(self) -> str | None:

@@ -26,8 +26,12 @@ class MlflowTracker(Tracker):
         self.uri = uri
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
-        self.run_id: str | None = None
+        self._run_id: str | None = None
         self.experiment_id: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
 
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         found = self.client.get_experiment_by_name(self.experiment)
@@ -35,7 +39,7 @@ class MlflowTracker(Tracker):
             found.experiment_id if found else self.client.create_experiment(self.experiment)
         )
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
+        self._run_id = run.info.run_id
         for chunk in _chunks(sorted(params.items()), 100):  # MLflow's batch limit for params
             self.client.log_batch(
                 self.run_id,
@@ -43,6 +47,17 @@ class MlflowTracker(Tracker):
                     mlflow.entities.Param(k, "null" if v is None else str(v)) for k, v in chunk
                 ],
             )
+
+    def resume(self, run_id: str | None) -> int:
+        if run_id is None:
+            raise ValueError("this checkpoint has no MLflow run to continue")
+        run = self.client.get_run(run_id)  # MlflowException if the store lost it
+        self._run_id = run_id
+        self.experiment_id = run.info.experiment_id
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "fedlab.resumed", "true")
+        history = self.client.get_metric_history(run_id, "train/loss")
+        return max((m.step for m in history), default=0)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.client.log_batch(

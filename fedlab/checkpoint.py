@@ -1,0 +1,125 @@
+"""Checkpoints: the server state after a round, written atomically, enough to resume exactly.
+
+A checkpoint is one ``.npz`` file: the flattened server state (global model, server optimizer
+state, counters) plus a JSON record of the round, the MLflow run, and the metric history that
+``rounds_to_target`` needs. Client sampling and local data order are pure functions of
+(seed, round, client) (``fedlab.sampling``), so no random-generator state needs saving: a run
+resumed at round r continues exactly as an uninterrupted run would.
+
+Its name is a hash of the config minus what does not change the run's numbers (hardware,
+``rounds``, the run name, checkpoint settings), so re-running the same command finds it, and
+asking for more rounds extends the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from fedlab.config import RunConfig
+from fedlab.errors import UserError
+
+FORMAT_VERSION = 1
+# Keys that may change between a run and its resumption without changing its numbers.
+_NOT_IN_KEY = ("hardware", "rounds", "run_name", "checkpoint_every", "resume", "checkpoint_dir")
+
+
+class CheckpointError(UserError):
+    """A checkpoint cannot be used (corrupt, or from another config or model)."""
+
+
+@dataclass
+class Checkpoint:
+    round: int
+    state: list[np.ndarray]  # the server state, flattened (tf.nest order)
+    history: dict[int, float]  # test accuracy by evaluated round
+    rounds_to_target: int | None
+    total_mb: float
+    run_id: str | None  # the tracker's run, to continue into
+    config_key: str
+
+
+def config_key(cfg: RunConfig) -> str:
+    """A short hash of everything that determines the run's numbers."""
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    for key in _NOT_IN_KEY:
+        tree.pop(key, None)
+    tree["tracking"].pop("log_model", None)
+    text = json.dumps(tree, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(cfg: RunConfig, default_dir: Path) -> Path:
+    directory = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else default_dir
+    return directory / f"run-{config_key(cfg)}.npz"
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` so that a crash at any moment leaves the previous one intact:
+    write a temporary file beside it, flush it to disk, then rename it over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT_VERSION,
+        "round": checkpoint.round,
+        "history": {str(r): a for r, a in checkpoint.history.items()},
+        "rounds_to_target": checkpoint.rounds_to_target,
+        "total_mb": checkpoint.total_mb,
+        "run_id": checkpoint.run_id,
+        "config_key": checkpoint.config_key,
+        "num_arrays": len(checkpoint.state),
+    }
+    arrays = {f"state_{i:04d}": np.asarray(a) for i, a in enumerate(checkpoint.state)}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: Path, expected_key: str) -> Checkpoint | None:
+    """The checkpoint at ``path``, None if there is none; CheckpointError if it is unusable."""
+    if not path.exists():
+        return None
+    hint = f"delete {path} or run with resume=false to start over"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            state = [npz[f"state_{i:04d}"] for i in range(meta["num_arrays"])]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt ({err}); {hint}") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta.get('format')}, expected {FORMAT_VERSION}; {hint}"
+        )
+    if meta["config_key"] != expected_key:
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another config ({meta['config_key']}, this one is "
+            f"{expected_key}); {hint}"
+        )
+    return Checkpoint(
+        round=int(meta["round"]),
+        state=state,
+        history={int(r): float(a) for r, a in meta["history"].items()},
+        rounds_to_target=meta["rounds_to_target"],
+        total_mb=float(meta["total_mb"]),
+        run_id=meta["run_id"],
+        config_key=meta["config_key"],
+    )
