@@ -84,6 +84,9 @@ def describe(err: BaseException) -> str | None:
             allowed = ", ".join(o for o in options if not o.startswith("schema_"))
             return f"{group}={option} is not an option; allowed: {allowed}"
         return _first_line(str(err))
+    if isinstance(err, OSError) and err.filename:
+        # e.g. an output directory (hydra.run.dir) or checkpoint_dir that cannot be written
+        return f"cannot use {err.filename}: {err.strerror}"
     if isinstance(err, OverrideParseException):
         return f"cannot parse the override: {_first_line(str(err))}"
     if isinstance(err, OmegaConfBaseException):

@@ -157,6 +157,8 @@ def run(
     dataset = fl_data.load_mnist(cfg.dataset.source.value, cfg.dataset.path)
     clients = partition_clients(cfg, dataset.y_train)
     ckpt_path = checkpoint.checkpoint_path(cfg, checkpoint_dir or output_dir / "checkpoints")
+    if cfg.checkpoint_every:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
     resumed = checkpoint.load(ckpt_path, checkpoint.config_key(cfg)) if cfg.resume else None
 
     def result(done: Progress) -> RunResult:

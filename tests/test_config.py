@@ -173,3 +173,34 @@ def test_cli_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
     printed = OmegaConf.create(result.stdout)
     assert printed.partition.name == "shards" and printed.C == 0.2
     assert printed.model.name == "cnn"
+
+
+# Bad input found only when the run starts: still one line, exit 2, and no run left RUNNING.
+RUNTIME_BAD = [
+    (["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 is unreachable"),
+    (["hydra.run.dir=/etc/hostname/out"], "cannot use /etc/hostname/out: Not a directory"),
+    (["checkpoint_dir=/etc/hostname/ck"], "cannot use /etc/hostname/ck"),
+    (
+        ["dataset.source=keras", "dataset.path=/nonexistent/mnist.npz"],
+        "no MNIST data: tried Keras file /nonexistent/mnist.npz (missing)",
+    ),
+    (["hardware=gpu"], "hardware=gpu, but TensorFlow sees no GPU on this machine"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), RUNTIME_BAD, ids=[" ".join(a) for a, _ in RUNTIME_BAD]
+)
+def test_cli_rejects_bad_runtime_input_in_one_line(tmp_path: Path, args, expected) -> None:
+    import sqlite3
+
+    result = run_cli(*args, "model=logreg", "rounds=1", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab: error: "), result.stderr[-2000:]
+    assert expected in lines[0]
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            statuses = [s for (s,) in conn.execute("select status from runs")]
+        assert "RUNNING" not in statuses

@@ -11,21 +11,27 @@ pytest's capture. So fedlab starts the same binary itself:
 - stopped explicitly when the ``LocalWorker`` context ends;
 - in a session of its own, so a terminal's Ctrl-C reaches fedlab, not the worker;
 - its output going to a log file (or nowhere), never to our stdout;
-- reached over 127.0.0.1 by a ``tff.framework.RemoteExecutor``.
+- reached over loopback by a ``tff.framework.RemoteExecutor``.
 
-Exposure: the binary has no bind flag and listens on ``[::]:PORT`` (all interfaces) on a fresh
-random port, unauthenticated, for as long as the run lasts. It lives exactly as long as the run.
+Exposure: the binary has no bind flag and gRPC binds it to ``[::]:PORT`` (all interfaces),
+unauthenticated. fedlab preloads a small shim (``loopback_bind.c``, compiled on first use with the
+system's C compiler and cached) that turns that bind into loopback. Without a C compiler the
+worker listens on all interfaces for as long as the run lasts, and fedlab warns once.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 
@@ -56,6 +62,33 @@ class WorkerError(RuntimeError):
 def worker_binary_path() -> Path:
     """The C++ worker shipped inside the tensorflow-federated wheel."""
     return Path(tff.__file__).parent / "data" / "worker_binary"
+
+
+_SHIM_SOURCE = Path(__file__).with_name("loopback_bind.c")
+
+
+def loopback_shim() -> Path | None:
+    """The compiled bind() shim, built on first use and cached; None without a C compiler."""
+    source = _SHIM_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedlab"
+    built = cache / f"loopback_bind-{digest}.so"
+    if built.is_file():
+        return built
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        out = Path(tmp) / built.name
+        done = subprocess.run(
+            [compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(_SHIM_SOURCE), "-ldl"],
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            return None
+        os.replace(out, built)  # atomic: parallel jobs may build it at once
+    return built
 
 
 def _free_loopback_port() -> int:
@@ -116,6 +149,16 @@ class LocalWorker:
         if not binary.is_file():
             raise WorkerError(f"TFF's worker binary is missing at {binary}; reinstall fedlab")
         self.port = _free_loopback_port()
+        env = dict(self._env)
+        shim = loopback_shim()
+        if shim is not None:
+            env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
+        else:
+            warnings.warn(
+                "no C compiler to build fedlab's loopback shim: TFF's worker listens on all "
+                "interfaces while this run lasts (see README, 'TFF's worker process')",
+                stacklevel=2,
+            )
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(
@@ -123,7 +166,7 @@ class LocalWorker:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._env,
+                env=env,
                 preexec_fn=_die_with_parent(os.getpid()),
                 # Out of the terminal's process group: Ctrl-C goes to fedlab, which stops the
                 # worker itself after marking the run KILLED, instead of the worker dying
@@ -151,14 +194,27 @@ class LocalWorker:
             time.sleep(0.02)
 
     def _port_open(self) -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+        return self._listening_address() is not None
+
+    def _listening_address(self) -> str | None:
+        """Where the worker answers: [::1] (the shim's IPv6 loopback) or 127.0.0.1."""
+        for family, host, target in (
+            (socket.AF_INET6, "::1", f"[::1]:{self.port}"),
+            (socket.AF_INET, "127.0.0.1", f"127.0.0.1:{self.port}"),
+        ):
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as sock:
+                    if sock.connect_ex((host, self.port)) == 0:
+                        return target
+            except OSError:  # no IPv6 on this machine
+                continue
+        return None
 
     def _connect(self) -> None:
         deadline = time.monotonic() + self._start_timeout_s
         # Probe the port first: a gRPC channel that finds nothing listening backs off for seconds.
         self._wait(self._port_open, deadline)
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", _GRPC_OPTIONS)
+        self._channel = grpc.insecure_channel(self._listening_address(), _GRPC_OPTIONS)
         stub = tff.framework.RemoteExecutorGrpcStub(self._channel)
         self._wait(lambda: stub.is_ready, deadline)
 

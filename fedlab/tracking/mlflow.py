@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 # MLflow's INFO lines (creating the SQLite tables, "View run ... at") would interleave with the
 # progress bar; fedlab says where the run is in its closing summary instead.
@@ -14,6 +16,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from fedlab.errors import UserError  # noqa: E402
 from fedlab.tracking import Tracker  # noqa: E402
 
 _MAX_TAG_CHARS = 5000
@@ -23,6 +26,7 @@ class MlflowTracker(Tracker):
     """One MLflow run in ``experiment`` at tracking URI ``uri``."""
 
     def __init__(self, uri: str, experiment: str) -> None:
+        _check_reachable(uri)
         self.uri = uri
         self.experiment = experiment
         self.client = MlflowClient(tracking_uri=uri)
@@ -86,6 +90,23 @@ class MlflowTracker(Tracker):
         if self.run_id is None:
             return None
         return f"MLflow run {self.run_id} in experiment '{self.experiment}' at {self.uri}"
+
+
+def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a tracking server that is not there: MLflow's own client retries an
+    unreachable server for minutes before it gives up."""
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https"):
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserError(
+            f"tracking.uri={uri} is unreachable ({reason}); start the tracking server, or "
+            "allowed instead: tracking.uri=null (a SQLite file here) or tracking=none"
+        ) from None
 
 
 def _now_ms() -> int:
