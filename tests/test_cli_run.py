@@ -153,12 +153,13 @@ class RecordingTracker(Tracker):
 
 @pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(tmp_path: Path, compose_cfg) -> None:
-    def run_once(seed: int) -> dict[tuple[str, int], float]:
+    def run_once(seed: int, name: str) -> dict[tuple[str, int], float]:
         cfg = OmegaConf.to_object(compose_cfg(*QUICK, "rounds=2", "tracking=none", f"seed={seed}"))
         tracker = RecordingTracker()
-        run(cfg, output_dir=tmp_path / str(seed), tracker=tracker, progress=False)
+        # A fresh output (and so checkpoint) directory each time: no run resumes another.
+        run(cfg, output_dir=tmp_path / name, tracker=tracker, progress=False)
         return {k: v for k, v in tracker.metrics.items() if not k[0].startswith("time/")}
 
-    first, again, other = run_once(0), run_once(0), run_once(1)
+    first, again, other = run_once(0, "first"), run_once(0, "again"), run_once(1, "other")
     assert first == again  # bit-identical metrics, every round
     assert first[("eval/accuracy", 2)] != other[("eval/accuracy", 2)]

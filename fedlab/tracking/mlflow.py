@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import time
@@ -29,7 +31,8 @@ class MlflowTracker(Tracker):
         _check_reachable(uri)
         self.uri = uri
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=uri)
+        with _store_lock(uri):  # a new SQLite store is created (migrated) here
+            self.client = MlflowClient(tracking_uri=uri)
         self._run_id: str | None = None
         self.experiment_id: str | None = None
 
@@ -38,10 +41,11 @@ class MlflowTracker(Tracker):
         return self._run_id
 
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
-        found = self.client.get_experiment_by_name(self.experiment)
-        self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(self.experiment)
-        )
+        with _store_lock(self.uri):
+            found = self.client.get_experiment_by_name(self.experiment)
+            self.experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(self.experiment)
+            )
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self._run_id = run.info.run_id
         for chunk in _chunks(sorted(params.items()), 100):  # MLflow's batch limit for params
@@ -55,7 +59,8 @@ class MlflowTracker(Tracker):
     def resume(self, run_id: str | None) -> int:
         if run_id is None:
             raise ValueError("this checkpoint has no MLflow run to continue")
-        run = self.client.get_run(run_id)  # MlflowException if the store lost it
+        with _store_lock(self.uri):
+            run = self.client.get_run(run_id)  # MlflowException if the store lost it
         self._run_id = run_id
         self.experiment_id = run.info.experiment_id
         self.client.update_run(run_id, status="RUNNING")
@@ -90,6 +95,28 @@ class MlflowTracker(Tracker):
         if self.run_id is None:
             return None
         return f"MLflow run {self.run_id} in experiment '{self.experiment}' at {self.uri}"
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Serialise the first use of a SQLite store across processes.
+
+    Parallel jobs that find no ``mlflow.db`` all run MLflow's schema migrations at once, and
+    all but one crash (alembic: "expected to match one row"); jobs that find no experiment all
+    create it, and all but one fail its unique constraint. A lock file beside the database makes
+    them take turns. Other stores (servers, databases) handle their own concurrency.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri[len("sqlite:///") :])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _check_reachable(uri: str, timeout_s: float = 5.0) -> None:
