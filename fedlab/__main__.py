@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import RunConfig, register_configs
-from fedlab.errors import describe
+from fedlab.errors import DivergedError, describe
 
 register_configs()
 
@@ -37,13 +37,21 @@ _FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def task(dict_cfg: DictConfig) -> float:
-    """One run; returns its best test accuracy (the value a sweeper optimizes)."""
+def task(dict_cfg: DictConfig) -> float | None:
+    """One run; returns its best test accuracy (the value a sweeper optimizes), or None for a
+    run that diverged in a sweep."""
     try:
         return _run(dict_cfg)
     except Exception as err:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if isinstance(err, DivergedError) and multirun and not _FULL_ERROR:
+            # In a sweep, divergence is a result, not a crash: the run is already FAILED in
+            # MLflow, and no value makes the Optuna sweeper record a FAILED trial (the search
+            # goes on past it if hydra.sweeper.max_failure_rate allows; the default 0 stops).
+            print(f"fedlab: error: {err}", file=sys.stderr)
+            return None
         message = describe(err)
-        if message is None or _FULL_ERROR or HydraConfig.get().mode != RunMode.RUN:
+        if message is None or _FULL_ERROR or multirun:
             raise  # in a multirun, Hydra records the job as failed
         # Exit here: raising would make Hydra print "Error executing job ..." first.
         print(f"fedlab: error: {message}", file=sys.stderr)

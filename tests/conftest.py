@@ -65,8 +65,10 @@ def run_cli(
     )
 
 
-def worker_pids() -> set[int]:
-    """PIDs of every running TFF worker_binary on this machine."""
+def worker_pids(cwd: Path | None = None) -> set[int]:
+    """PIDs of running TFF worker_binary processes; with ``cwd``, only those working there
+    (a run's worker inherits the run's directory), so that tests running at the same time
+    elsewhere on the machine do not count."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -75,8 +77,14 @@ def worker_pids() -> set[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")[0]
         except OSError:
             continue
-        if cmdline.endswith(b"worker_binary"):
-            pids.add(int(proc.name))
+        if not cmdline.endswith(b"worker_binary"):
+            continue
+        try:
+            if cwd is not None and Path(os.readlink(proc / "cwd")) != cwd.resolve():
+                continue
+        except OSError:
+            continue
+        pids.add(int(proc.name))
     return pids
 
 

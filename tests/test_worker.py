@@ -6,7 +6,6 @@ import ipaddress
 from pathlib import Path
 
 from fedlab.tff.runtime import LocalWorker, loopback_shim
-from tests.conftest import worker_pids
 
 _LISTEN = "0A"
 
@@ -31,9 +30,9 @@ def _listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IP
 
 def test_worker_listens_on_loopback_only() -> None:
     assert loopback_shim() is not None, "this machine has a C compiler: the shim must build"
-    before = worker_pids()
     with LocalWorker() as worker:
         addresses = _listening_addresses(worker.port)
         assert addresses, f"nothing listens on the worker's port {worker.port}"
         assert all(a.is_loopback for a in addresses), addresses
-    assert worker_pids() <= before
+    assert worker.pid is None  # stopped ...
+    assert not _listening_addresses(worker.port)  # ... and its port is closed
