@@ -118,6 +118,19 @@ def test_out_of_range_values_fail_on_conversion(compose_cfg, overrides, words) -
         assert word in message
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "words"), BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES]
+)
+def test_every_bad_value_through_the_cli(tmp_path: Path, overrides, words) -> None:
+    result = run_cli(*overrides, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab: error: "), result.stderr[-2000:]
+    assert all(word in lines[0] for word in words), lines[0]
+    assert not (tmp_path / "mlflow.db").exists()  # no run was started, so none is left RUNNING
+
+
 def test_wrong_type_fails_at_compose_time(compose_cfg) -> None:
     with pytest.raises(ConfigCompositionException) as info:
         compose_cfg("C=abc")
