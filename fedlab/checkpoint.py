@@ -57,9 +57,10 @@ def config_key(cfg: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def checkpoint_path(cfg: RunConfig, default_dir: Path) -> Path:
+def checkpoint_path(cfg: RunConfig, default_dir: Path, key: str) -> Path:
+    """Where the checkpoint of the config with ``config_key`` ``key`` lives."""
     directory = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else default_dir
-    return directory / f"run-{config_key(cfg)}.npz"
+    return directory / f"run-{key}.npz"
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:

@@ -156,10 +156,13 @@ def run(
     worker_env = hardware.configure(cfg.hardware)
     dataset = fl_data.load_mnist(cfg.dataset.source.value, cfg.dataset.path)
     clients = partition_clients(cfg, dataset.y_train)
-    ckpt_path = checkpoint.checkpoint_path(cfg, checkpoint_dir or output_dir / "checkpoints")
+    ckpt_key = checkpoint.config_key(cfg)
+    ckpt_path = checkpoint.checkpoint_path(
+        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key
+    )
     if cfg.checkpoint_every:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
-    resumed = checkpoint.load(ckpt_path, checkpoint.config_key(cfg)) if cfg.resume else None
+    resumed = checkpoint.load(ckpt_path, ckpt_key) if cfg.resume else None
 
     def result(done: Progress) -> RunResult:
         return RunResult(
@@ -185,7 +188,8 @@ def run(
         )
 
     config_yaml = output_dir / "config.yaml"
-    config_yaml.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    structured = OmegaConf.structured(cfg)
+    config_yaml.write_text(OmegaConf.to_yaml(structured))
     commit = git_commit()
     try:
         # Inside the try: a run that fails while its params are logged must not stay RUNNING.
@@ -194,7 +198,7 @@ def run(
         else:
             tracker.start(
                 run_name,
-                params=flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)),
+                params=flatten(OmegaConf.to_container(structured, enum_to_str=True)),
                 tags={
                     "partition": cfg.partition.name.value,
                     "model": cfg.model.name,
@@ -216,6 +220,7 @@ def run(
             tracker,
             progress,
             ckpt_path=ckpt_path,
+            ckpt_key=ckpt_key,
             resumed=resumed,
             logged_up_to=logged_up_to,
         )
@@ -239,6 +244,7 @@ def _train(
     progress: bool,
     *,
     ckpt_path: Path,
+    ckpt_key: str,
     resumed: checkpoint.Checkpoint | None,
     logged_up_to: int,
 ) -> Progress:
@@ -272,7 +278,7 @@ def _train(
                 rounds_to_target=reached.rounds_to_target,
                 total_mb=reached.total_mb,
                 run_id=tracker.run_id,
-                config_key=checkpoint.config_key(cfg),
+                config_key=ckpt_key,
             ),
         )
 

@@ -158,7 +158,8 @@ class TffFedAvg:
 
     def state_from_arrays(self, arrays: list[np.ndarray]):
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
-        template = tf.nest.flatten(self.process.initialize())
+        structure = self.process.initialize()  # a call into TFF's worker: once
+        template = tf.nest.flatten(structure)
         if len(arrays) != len(template):
             raise ValueError(f"{len(arrays)} arrays, this algorithm's state has {len(template)}")
         for i, (got, want) in enumerate(zip(arrays, template, strict=True)):
@@ -168,7 +169,7 @@ class TffFedAvg:
                     f"array {i} is {got.dtype}{list(got.shape)}, "
                     f"this algorithm's state has {want.dtype}{list(want.shape)}"
                 )
-        return tf.nest.pack_sequence_as(self.process.initialize(), list(arrays))
+        return tf.nest.pack_sequence_as(structure, list(arrays))
 
     def model_weights(self, state) -> list[np.ndarray]:
         """The global model's weights in Keras order (trainable, then non-trainable)."""
