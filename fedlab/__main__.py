@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import RunConfig, register_configs
-from fedlab.errors import DivergedError, describe
+from fedlab.errors import FULL_ERROR, DivergedError, describe
 
 register_configs()
 
@@ -33,13 +33,13 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+_FULL_ERROR = FULL_ERROR
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def task(dict_cfg: DictConfig) -> float | None:
-    """One run; returns its best test accuracy (the value a sweeper optimizes), or None for a
-    run that diverged in a sweep."""
+    """One run; returns its ``objective`` (the value a sweeper optimizes), or None for a run
+    that diverged in a sweep."""
     try:
         return _run(dict_cfg)
     except Exception as err:
@@ -60,25 +60,37 @@ def task(dict_cfg: DictConfig) -> float | None:
 
 def _run(dict_cfg: DictConfig) -> float:
     cfg: RunConfig = OmegaConf.to_object(dict_cfg)
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    from fedlab import sweep
+
+    if multirun:
+        sweep.check_direction(cfg.objective.value, hydra_cfg.sweeper.get("direction"))
 
     from fedlab.experiment import run  # heavy imports (TF, TFF) only once the config is valid
     from fedlab.tracking import create_tracker
 
-    hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    default_uri = f"sqlite:///{Path(hydra_cfg.runtime.cwd) / 'mlflow.db'}"
-    tracker = create_tracker(cfg.tracking, default_uri)
+    tracker = create_tracker(cfg.tracking, sweep.default_tracking_uri(hydra_cfg.runtime.cwd))
+    trial = None
+    if multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower():
+        trial = sweep.optuna_trial_number(hydra_cfg.sweeper, overrides)
+    swept = os.environ.get(sweep.ENV_SWEPT_KEYS)
+    name = sweep.job_name(overrides, swept.split(",") if swept else [])
     result = run(
         cfg,
         output_dir=Path(hydra_cfg.runtime.output_dir),
         checkpoint_dir=Path(hydra_cfg.runtime.cwd) / "checkpoints",
         tracker=tracker,
-        run_name=cfg.run_name or (",".join(overrides) if overrides else "defaults"),
+        run_name=cfg.run_name or name,
         overrides=" ".join(overrides),
         progress=sys.stderr.isatty() or os.environ.get("FEDLAB_PROGRESS") == "1",
+        tags=sweep.job_tags(hydra_cfg.job.num, trial) if multirun else None,
     )
+    if trial is not None and tracker.run_id:
+        sweep.link_trial(hydra_cfg.sweeper, trial, tracker.run_id)
     print(result.summary())
-    return result.best_accuracy
+    return sweep.objective_value(cfg.objective, result, cfg.rounds)
 
 
 def main() -> None:

@@ -29,7 +29,16 @@ from fedlab.errors import UserError
 
 FORMAT_VERSION = 1
 # Keys that may change between a run and its resumption without changing its numbers.
-_NOT_IN_KEY = ("hardware", "rounds", "run_name", "checkpoint_every", "resume", "checkpoint_dir")
+_NOT_IN_KEY = (
+    "hardware",
+    "rounds",
+    "run_name",
+    "checkpoint_every",
+    "resume",
+    "checkpoint_dir",
+    "objective",
+    "stop_at_target",
+)
 
 
 class CheckpointError(UserError):

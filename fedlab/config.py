@@ -73,6 +73,19 @@ class OptimizerName(StrEnum):
     adagrad = "adagrad"
 
 
+class Engine(StrEnum):
+    tff = "tff"  # TFF's build_weighted_fed_avg, computed in TFF's worker process
+    fast = "fast"  # the same arithmetic in fedlab's process with plain TensorFlow
+
+
+class Objective(StrEnum):
+    """What a run returns to a sweeper (Optuna optimizes it)."""
+
+    best_accuracy = "best_accuracy"  # best test accuracy over the run: maximize
+    final_accuracy = "final_accuracy"  # test accuracy after the last round: maximize
+    rounds_to_target = "rounds_to_target"  # minimize; never reaching it scores rounds + 1
+
+
 class Device(StrEnum):
     cpu = "cpu"
     gpu = "gpu"
@@ -252,6 +265,9 @@ class RunConfig:
     eval_every: int = 1
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
+    engine: Engine = Engine.tff  # what computes the rounds: same arithmetic, same metrics
+    objective: Objective = Objective.best_accuracy  # what the run returns to a sweeper
+    stop_at_target: bool = False  # end the run at the round it reaches target_accuracy
     run_name: str | None = None  # MLflow run name; null: built from the overrides
     checkpoint_every: int = 1  # rounds between checkpoints; 0: none
     resume: bool = True  # continue from this config's checkpoint, if there is one

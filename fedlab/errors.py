@@ -8,6 +8,7 @@ user's input into one line here. Anything not recognised is a bug and keeps its 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 
 from hydra.errors import (
@@ -24,6 +25,10 @@ from omegaconf.errors import (
 )
 
 from fedlab.config import ConfigError, RunConfig
+
+# Read at import, before the entry point sets HYDRA_FULL_ERROR=1 for its own use: whether the
+# user asked for full tracebacks.
+FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 class UserError(RuntimeError):

@@ -141,13 +141,14 @@ def run(
     overrides: str = "",
     progress: bool = True,
     checkpoint_dir: Path | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
 
     The tracker's run ends FINISHED, FAILED (with the reason) or KILLED (Ctrl-C, SIGTERM).
     ``checkpoint_dir`` is where checkpoints go when ``cfg.checkpoint_dir`` is null (default:
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
-    finds them).
+    finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
     """
     started = time.monotonic()
     silence_frameworks()
@@ -176,7 +177,8 @@ def run(
             location=tracker.location,
         )
 
-    if resumed is not None and resumed.round >= cfg.rounds:
+    reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
+    if resumed is not None and (resumed.round >= cfg.rounds or reached_target):
         print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
         return result(
             Progress(
@@ -203,10 +205,11 @@ def run(
                     "partition": cfg.partition.name.value,
                     "model": cfg.model.name,
                     "algorithm": algorithm_name(cfg),
-                    "engine": "tff",
+                    "engine": cfg.engine.value,
                     "git_commit": commit,
                     "mlflow.source.git.commit": commit,
                     "overrides": overrides,
+                    **(tags or {}),
                 },
             )
             tracker.log_artifact(config_yaml)
@@ -256,16 +259,16 @@ def _train(
     # TFF (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
+    from fedlab.algorithm import ClientWork, build_engine, engine_runtime
     from fedlab.evaluation import Evaluator
     from fedlab.models import build_model
     from fedlab.plots import plot_accuracy
-    from fedlab.tff import ClientWork, LocalWorker, TffFedAvg
 
     tf.keras.utils.set_random_seed(cfg.seed)
     initial_weights = build_model(cfg.model.name).get_weights()
     model_bytes = sum(w.nbytes for w in initial_weights)
     sampler = ClientSampler(cfg.client_sampling, cfg.num_clients, cfg.clients_per_round, cfg.seed)
-    algorithm = TffFedAvg(cfg.model.name, cfg.client_optimizer, cfg.server_optimizer)
+    algorithm = build_engine(cfg.engine, cfg.model.name, cfg.client_optimizer, cfg.server_optimizer)
     evaluate = Evaluator(cfg.model.name, dataset.x_test, dataset.y_test)
 
     def save(state, reached: Progress) -> None:
@@ -282,13 +285,15 @@ def _train(
             ),
         )
 
-    with LocalWorker(env=worker_env, log_path=output_dir / "tff_worker.log"):
+    with engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"):
         if resumed is None:
             at = Progress()
             state = algorithm.initialize(initial_weights)
             loss0, acc0 = evaluate(initial_weights)
             at.history[0] = acc0
-            tracker.log_metrics({"eval/loss": loss0, "eval/accuracy": acc0}, step=0)
+            tracker.log_metrics(
+                {"eval/loss": loss0, "eval/accuracy": acc0, "eval/best_accuracy": acc0}, step=0
+            )
         else:
             at = Progress(
                 round=resumed.round,
@@ -343,6 +348,7 @@ def _train(
                     history = {**history, round_num: eval_acc}
                     metrics["eval/loss"] = eval_loss
                     metrics["eval/accuracy"] = eval_acc
+                    metrics["eval/best_accuracy"] = max(history.values())
                     if rounds_to_target is None and eval_acc >= cfg.target_accuracy:
                         rounds_to_target = round_num
                         metrics["rounds_to_target"] = round_num
@@ -362,6 +368,11 @@ def _train(
                     test_acc=f"{history[max(history)]:.4f}",
                     refresh=False,
                 )
+                if cfg.stop_at_target and rounds_to_target is not None:
+                    if cfg.checkpoint_every and saved < round_num:
+                        save(state, at)
+                        saved = round_num
+                    break
         except KeyboardInterrupt:
             # Abandon the round in flight; keep the last finished one.
             if cfg.checkpoint_every and at.round > saved:

@@ -38,9 +38,9 @@ QUICK = [
 def compose_cfg() -> Callable[..., DictConfig]:
     """Compose conf/config.yaml with overrides, as the CLI does."""
 
-    def _compose(*overrides: str) -> DictConfig:
+    def _compose(*overrides: str, hydra: bool = False) -> DictConfig:
         with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
+            return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
     return _compose
 
@@ -121,8 +121,10 @@ def _like_a_terminal() -> None:
 
 def start_cli(cwd: Path, *args: str) -> subprocess.Popen[str]:
     """fedlab in a process group of its own, as a terminal runs a foreground command."""
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
     return subprocess.Popen(
-        [sys.executable, "-m", "fedlab", *QUICK, *args],
+        [sys.executable, "-m", "fedlab", *flags, *QUICK, *overrides],
         cwd=cwd,
         env=cli_env(),
         stdout=subprocess.PIPE,

@@ -13,7 +13,13 @@ from omegaconf.errors import ValidationError
 from fedlab.config import ConfigError, RunConfig
 from tests.conftest import CONF, run_cli
 
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+# The groups that fill a node of RunConfig; experiment/ and hparams_search/ presets are global
+# (tests/test_sweeps.py covers them).
+GROUPS = sorted(
+    p.name
+    for p in CONF.iterdir()
+    if p.is_dir() and any(p.glob("*.yaml")) and p.name not in ("experiment", "hparams_search")
+)
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -177,6 +183,8 @@ def test_cli_help_lists_groups_and_options(tmp_path: Path) -> None:
         for line in section.strip().splitlines()[1:]
     }
     expected = {g: {o for gg, o in OPTIONS if gg == g} for g in GROUPS}
+    for preset_group in ("experiment", "hparams_search"):
+        expected[preset_group] = {p.stem for p in (CONF / preset_group).glob("*.yaml")}
     assert listed == expected
 
 

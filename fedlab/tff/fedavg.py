@@ -12,47 +12,14 @@ This class knows nothing of rounds, sampling or evaluation: the round loop in
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from fedlab.algorithm import ClientWork, RoundOutput
 from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.models import INPUT_DIM, build_model
-
-
-@dataclass(frozen=True)
-class ClientWork:
-    """What one sampled client trains on in one round.
-
-    ``order`` holds, per local epoch, the order in which the client visits its examples
-    (shape ``(E, n)``, indices into ``x``/``y``); each epoch is cut into batches of ``batch_size``
-    (``None``: the whole local dataset, the paper's B=∞).
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    order: np.ndarray
-    batch_size: int | None
-
-
-@dataclass(frozen=True)
-class RoundOutput:
-    """The new server state and what the round measured.
-
-    TFF hides divergence: a client whose update is not finite gets weight 0 and its metrics drop
-    out (``examples_trained < examples_expected``), and a mean update that is not finite is not
-    applied (``update_skipped``). The round loop turns both into errors or metrics.
-    """
-
-    state: Any
-    train_loss: float
-    train_accuracy: float
-    examples_trained: int
-    examples_expected: int
-    update_skipped: bool
 
 
 def build_optimizer(cfg: OptimizerConfig) -> tff.learning.optimizers.Optimizer:

@@ -56,6 +56,39 @@ class MlflowTracker(Tracker):
                 ],
             )
 
+    def open_parent(self, run_name: str, sweep_id: str, tags: dict[str, str]) -> None:
+        """Open the parent run of sweep ``sweep_id``, or reopen it if this store has it already
+        (a continued Optuna study, a sweep re-run into the same directory)."""
+        with _store_lock(self.uri):
+            found = self.client.get_experiment_by_name(self.experiment)
+            self.experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(self.experiment)
+            )
+            existing = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=(
+                    f"tags.`fedlab.role` = 'sweep' and tags.`fedlab.sweep_id` = '{sweep_id}'"
+                ),
+                max_results=1,
+            )
+            if existing:
+                self._run_id = existing[0].info.run_id
+                self.client.update_run(self._run_id, status="RUNNING")
+                for key, value in tags.items():
+                    self.client.set_tag(self._run_id, key, value)
+                return
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self._run_id = run.info.run_id
+
+    def child_runs(self) -> list:
+        """The runs nested under this one (a sweep's jobs), oldest first."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+            max_results=5000,
+        )
+        return sorted(runs, key=lambda run: run.info.start_time)
+
     def resume(self, run_id: str | None) -> int:
         if run_id is None:
             raise ValueError("this checkpoint has no MLflow run to continue")

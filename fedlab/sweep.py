@@ -1,0 +1,310 @@
+"""Sweeps as one unit in MLflow: a parent run per sweep, every job a run nested under it.
+
+A Hydra callback (``hydra.callbacks.fedlab_sweep`` in ``conf/config.yaml``) runs in the process
+that launches the sweep, whatever the launcher:
+
+- ``on_multirun_start`` opens (or, for the same sweep directory, reopens) the sweep's parent run
+  and passes its id, the sweep id and the swept keys to the jobs through environment variables
+  (inherited by jobs in this process and by a parallel launcher's worker processes alike);
+- each job (``fedlab.__main__``) tags its run with ``mlflow.parentRunId`` (which the MLflow UI
+  nests by), the sweep id, its job number and, in an Optuna search, its trial number, and is
+  named from its swept overrides (``partition=shards,C=0.1``);
+- ``on_multirun_end`` records the best job (for an Optuna search: the study's best parameters
+  and value, from the sweeper's ``optimization_results.yaml``), writes the comparison report
+  (``fedlab.report``) onto the parent run, and ends it FINISHED. A sweep that dies on the way
+  (Ctrl-C, SIGTERM, an error) ends its parent KILLED or FAILED at exit instead.
+
+The sweep id is the sweep directory (``hydra.sweep.dir``): a new one per invocation by default;
+the Optuna presets fix it per study, so that continuing a study continues its parent run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from fedlab.config import ConfigError, Objective, TrackingBackend, TrackingConfig
+from fedlab.errors import FULL_ERROR, describe
+
+ENV_PARENT_RUN = "FEDLAB_SWEEP_PARENT_RUN_ID"
+ENV_SWEEP_ID = "FEDLAB_SWEEP_ID"
+ENV_SWEPT_KEYS = "FEDLAB_SWEPT_KEYS"
+
+ROLE_TAG = "fedlab.role"  # "sweep" on a parent run, "job" on its children
+SWEEP_TAG = "fedlab.sweep_id"
+JOB_TAG = "fedlab.job_num"
+TRIAL_TAG = "fedlab.trial"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def default_tracking_uri(cwd: str | Path) -> str:
+    """MLflow's store when ``tracking.uri`` is null: a SQLite file where the command runs."""
+    return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
+
+
+def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
+    """The keys a sweep varies: command-line sweeps (``C=0.1,0.2``, ``tag(log, ...)``) and the
+    sweeper's ``params`` (a preset's search space), in the order given."""
+    keys: list[str] = []
+    for override in OverridesParser.create().parse_overrides(task_overrides):
+        if override.is_sweep_override():
+            keys.append(override.get_key_element())
+    for key in sweeper_params or {}:
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def job_name(task_overrides: list[str], keys: list[str]) -> str:
+    """``partition=shards,C=0.1``: the job's values of the swept keys (all overrides if none)."""
+    by_key = {o.split("=", 1)[0].lstrip("+~"): o for o in task_overrides}
+    chosen = [by_key[key] for key in keys if key in by_key]
+    return ",".join(chosen or task_overrides) or "defaults"
+
+
+def job_tags(job_num: int, trial: int | None) -> dict[str, str]:
+    """The tags that put a job's run under its sweep's parent (empty outside a sweep)."""
+    parent = os.environ.get(ENV_PARENT_RUN)
+    if not parent:
+        return {}
+    tags = {
+        PARENT_TAG: parent,
+        SWEEP_TAG: os.environ.get(ENV_SWEEP_ID, ""),
+        ROLE_TAG: "job",
+        JOB_TAG: str(job_num),
+    }
+    if trial is not None:
+        tags[TRIAL_TAG] = str(trial)
+    return tags
+
+
+def optuna_trial_number(sweeper: DictConfig, overrides: list[str]) -> int | None:
+    """This job's Optuna trial number, found in the study's storage.
+
+    The Optuna sweeper does not tell a job which trial it is; Hydra's job number restarts at 0
+    when a study is continued, the trial number does not. The job's trial is the running trial
+    whose parameters are this job's overrides.
+    """
+    storage, study_name = sweeper.get("storage"), sweeper.get("study_name")
+    if not storage or not study_name:
+        return None
+    import optuna
+
+    values = dict(o.split("=", 1) for o in overrides if "=" in o)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except (KeyError, ValueError):
+        return None
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        if all(_same_value(values.get(k), v) for k, v in trial.params.items()):
+            return trial.number
+    return None
+
+
+def link_trial(sweeper: DictConfig, trial_number: int, run_id: str) -> None:
+    """Record the trial's MLflow run on the trial itself (user attribute ``mlflow_run_id``), so
+    that Optuna's tools lead back to the run."""
+    import optuna
+
+    storage = optuna.storages.get_storage(sweeper.storage)
+    study_id = storage.get_study_id_from_name(sweeper.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+    storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
+
+
+def _same_value(text: str | None, value: Any) -> bool:
+    if text is None:
+        return False
+    if isinstance(value, float):
+        try:
+            return abs(float(text) - value) <= 1e-12 * max(1.0, abs(value))
+        except ValueError:
+            return False
+    return text == str(value)
+
+
+def objective_value(objective: Objective, result: Any, rounds: int) -> float:
+    """What a sweeper optimizes: test accuracy (final or best, maximized) or rounds to the
+    target (minimized; a run that never reaches it scores ``rounds + 1``, worse than any that
+    does)."""
+    if objective is Objective.final_accuracy:
+        return result.final_accuracy
+    if objective is Objective.best_accuracy:
+        return result.best_accuracy
+    reached = result.rounds_to_target
+    return float(reached if reached is not None else rounds + 1)
+
+
+class SweepTracking(Callback):
+    """Opens and closes a sweep's parent MLflow run (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._tracker = None
+        self._ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and carries on; bad input must stop
+        # the sweep before its first job instead, in one line, as it does for a single run.
+        try:
+            check_direction(config.get("objective"), config.hydra.sweeper.get("direction"))
+            self._open_parent(config)
+        except Exception as err:
+            message = describe(err)
+            if message is None or FULL_ERROR:
+                traceback.print_exc()
+                raise SystemExit(1) from None
+            print(f"fedlab: error: {message}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _open_parent(self, config: DictConfig) -> None:
+        tracking = _tracking_config(config)
+        if tracking is None or tracking.backend is TrackingBackend.none:
+            return
+        from fedlab.tracking.mlflow import MlflowTracker
+
+        hydra = config.hydra
+        sweep_id = str(hydra.sweep.dir)
+        task_overrides = list(hydra.overrides.task)
+        params = hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}
+        keys = swept_keys(task_overrides, params)
+        cwd = hydra.runtime.get("cwd") or os.getcwd()
+        uri = tracking.uri or default_tracking_uri(cwd)
+        tracker = MlflowTracker(uri=uri, experiment=tracking.experiment)
+        sweeper = _sweeper_name(hydra)
+        tags = {
+            ROLE_TAG: "sweep",
+            SWEEP_TAG: sweep_id,
+            "fedlab.sweeper": sweeper,
+            "fedlab.swept_keys": ",".join(keys),
+            "fedlab.launcher": _target_name(hydra.launcher),
+            "overrides": " ".join(task_overrides),
+            "mlflow.note.content": (
+                f"Sweep over {', '.join(keys) or 'nothing'} ({sweeper}); "
+                f"python -m fedlab -m {' '.join(task_overrides)}"
+            ),
+        }
+        if sweeper == "optuna":
+            tags["fedlab.study_name"] = str(hydra.sweeper.study_name)
+            tags["fedlab.study_storage"] = str(hydra.sweeper.storage)
+            tags["fedlab.direction"] = str(hydra.sweeper.direction)
+        tracker.open_parent(f"sweep {sweep_id}", sweep_id, tags)
+        self._tracker = tracker
+        os.environ[ENV_PARENT_RUN] = tracker.run_id
+        os.environ[ENV_SWEEP_ID] = sweep_id
+        os.environ[ENV_SWEPT_KEYS] = ",".join(keys)
+        atexit.register(self._end_if_interrupted)
+        print(f"fedlab: sweep {sweep_id}: {tracker.location}", file=sys.stderr)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        tracker = self._tracker
+        if tracker is None:
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            children = tracker.child_runs()
+            failed = [r for r in children if r.info.status == "FAILED"]
+            tracker.client.set_tag(tracker.run_id, "fedlab.jobs", str(len(children)))
+            tracker.client.set_tag(tracker.run_id, "fedlab.jobs_failed", str(len(failed)))
+            _record_best(tracker, config, children, sweep_dir / "optimization_results.yaml")
+            _write_report(tracker, sweep_dir)
+        except BaseException as err:
+            self._end("FAILED", f"{type(err).__name__}: {err}")
+            raise
+        self._end("FINISHED")
+
+    def _end(self, status: str, reason: str | None = None) -> None:
+        if self._tracker is not None and not self._ended:
+            self._ended = True
+            self._tracker.finish(status, reason)
+            for name in (ENV_PARENT_RUN, ENV_SWEEP_ID, ENV_SWEPT_KEYS):
+                os.environ.pop(name, None)
+
+    def _end_if_interrupted(self) -> None:
+        # at exit, if on_multirun_end never ran: Ctrl-C, SIGTERM or an error ended the sweep.
+        if not self._ended:
+            self._end("KILLED", "the sweep ended before all its jobs had run")
+
+
+def check_direction(objective: Any, direction: Any) -> None:
+    """An Optuna search must optimize the objective the right way round."""
+    if not isinstance(direction, str) or objective not in Objective.__members__:
+        return  # not an Optuna search, or a swept objective (each job checks its own)
+    want = "minimize" if objective == Objective.rounds_to_target else "maximize"
+    if direction != want:
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction} does not fit objective={objective}; "
+            f"allowed: hydra.sweeper.direction={want}"
+        )
+
+
+def _tracking_config(config: DictConfig) -> TrackingConfig | None:
+    try:
+        return OmegaConf.to_object(config.tracking)
+    except Exception:  # a swept tracking group: no single store to hold a parent run
+        return None
+
+
+def _target_name(node: DictConfig) -> str:
+    target = str(node.get("_target_", ""))
+    return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "unknown"
+
+
+def _sweeper_name(hydra: DictConfig) -> str:
+    target = str(hydra.sweeper.get("_target_", ""))
+    return "optuna" if "optuna" in target.lower() else "basic"
+
+
+def _record_best(tracker, config: DictConfig, children: list, results_file: Path) -> None:
+    """The best job: Optuna's own answer when it is an Optuna search, else the best finished
+    child by the sweep's objective."""
+    client, run_id = tracker.client, tracker.run_id
+    if results_file.is_file():
+        results = OmegaConf.load(results_file)
+        for key, value in (results.get("best_params") or {}).items():
+            client.set_tag(run_id, f"best.{key}", str(value))
+        if results.get("best_value") is not None:
+            client.log_metric(run_id, "best_value", float(results.best_value))
+        return
+    objective = Objective(str(config.get("objective", Objective.best_accuracy)))
+    minimize = objective is Objective.rounds_to_target
+    scored = []
+    for run in children:
+        if run.info.status != "FINISHED":
+            continue
+        value = _run_objective(run, objective)
+        if value is not None:
+            scored.append((value, run))
+    if not scored:
+        return
+    value, best = (min if minimize else max)(scored, key=lambda pair: pair[0])
+    client.set_tag(run_id, "best.run_id", best.info.run_id)
+    client.set_tag(run_id, "best.job", best.info.run_name or "")
+    client.log_metric(run_id, "best_value", float(value))
+
+
+def _run_objective(run, objective: Objective) -> float | None:
+    metrics = run.data.metrics
+    rounds = int(float(run.data.params.get("rounds", "0")))
+    if objective is Objective.rounds_to_target:
+        reached = metrics.get("rounds_to_target")
+        return float(reached) if reached is not None else float(rounds + 1)
+    if objective is Objective.final_accuracy:
+        return metrics.get("eval/accuracy")
+    return metrics.get("eval/best_accuracy", metrics.get("eval/accuracy"))
+
+
+def _write_report(tracker, sweep_dir: Path) -> None:
+    """The sweep's comparison (figure and table), attached to the parent run."""
+    from fedlab import report
+
+    report.report_sweep(tracker, sweep_dir / "report")

@@ -1,0 +1,374 @@
+"""A sweep tracked by a real MLflow tracking server, checked through MLflow's REST API and in the
+real MLflow UI (headless Chromium).
+
+One ``mlflow server`` (SQLite backend, artifacts in a temporary folder, one worker, no job
+processes: see ``../shared/ENVIRONMENT.md``) and one tiny 2×2 sweep through the real CLI serve
+both tests of this module. The server runs in a session of its own and is stopped with its whole
+process group; so is every Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUICK, run_cli, worker_pids
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 2
+PARTITIONS = ("iid", "shards")
+EPOCHS = (1, 2)
+# The job names fedlab gives a sweep's runs: its swept overrides, in command-line order.
+JOB_NAMES = {f"partition={p},E={e}" for p in PARTITIONS for e in EPOCHS}
+
+SERVER_START_TIMEOUT = 180  # s; it took 14-27 s here on 2 idle cores
+CHROMIUM_TIMEOUT = 120  # s per page load
+
+
+# --- processes in a group of their own ---------------------------------------------------------
+
+
+def group_members(pgid: int) -> set[int]:
+    """PIDs of the live processes in process group ``pgid`` (zombies, already dead and only
+    waiting for init to reap them, do not count)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            found.add(int(proc.name))
+    return found
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL if it is still there after ``grace`` s;
+    then wait until the group is empty, and fail if it does not empty."""
+    pgid = proc.pid  # start_new_session: the leader's PID is the group's ID
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    deadline = time.monotonic() + grace
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = group_members(pgid)
+    if killed or proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert not group_members(pgid), f"processes left in group {pgid}: {group_members(pgid)}"
+    assert not killed, f"SIGTERM left processes of group {pgid} running: {killed}"
+
+
+# --- the MLflow server -----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(server: Server, path: str, **query: str) -> dict:
+    url = f"{server.url}{path}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.load(response)
+
+
+def post(server: Server, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{server.url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+def wait_until_up(server: Server) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"mlflow server exited ({server.proc.returncode}):\n{tail(server.log)}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"mlflow server did not answer in {SERVER_START_TIMEOUT} s:\n{tail(server.log)}")
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``mlflow server`` on 127.0.0.1 at a free port, SQLite backend, artifacts in tmp."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    log = root / "server.log"
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job processes (ENVIRONMENT.md)
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_until_up(server)
+        yield server
+    finally:
+        stop_group(proc)
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sweep:
+    experiment_id: str
+    parent: dict  # the parent run, as runs/search returns it
+    jobs: list[dict]  # its children
+    cwd: Path
+
+
+def tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+@pytest.fixture(scope="module")
+def sweep(mlflow_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """A 2×2 grid (partition × E) through the real CLI, tracked by the server."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    quick = [o for o in QUICK if not o.startswith("E=")]
+    result = run_cli(
+        "-m",
+        *quick,
+        f"rounds={ROUNDS}",
+        "tracking.log_model=false",
+        f"tracking.uri={mlflow_server.url}",
+        f"partition={','.join(PARTITIONS)}",
+        f"E={','.join(map(str, EPOCHS))}",
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not worker_pids(cwd), "the sweep left TFF workers running"
+    assert not (cwd / "mlflow.db").exists(), "the sweep tracked into a local store"
+    experiment = get(
+        mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="fedlab"
+    )
+    experiment_id = experiment["experiment"]["experiment_id"]
+    runs = post(
+        mlflow_server,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment_id], "max_results": 1000},
+    )["runs"]
+    parents = [r for r in runs if tags(r).get("fedlab.role") == "sweep"]
+    assert len(parents) == 1, [r["info"]["run_name"] for r in runs]
+    parent = parents[0]
+    jobs = [r for r in runs if tags(r).get("mlflow.parentRunId") == parent["info"]["run_id"]]
+    assert len(runs) == 1 + len(jobs), [r["info"]["run_name"] for r in runs]
+    return Sweep(experiment_id, parent, jobs, cwd)
+
+
+def test_a_sweep_is_tracked_by_the_server_as_a_parent_run_with_nested_jobs(
+    mlflow_server: Server, sweep: Sweep
+) -> None:
+    parent_tags = tags(sweep.parent)
+    assert sweep.parent["info"]["status"] == "FINISHED"
+    assert parent_tags["fedlab.swept_keys"] == "partition,E"
+    assert parent_tags["fedlab.jobs"] == "4" and parent_tags["fedlab.jobs_failed"] == "0"
+
+    assert len(sweep.jobs) == 4
+    assert {r["info"]["status"] for r in sweep.jobs} == {"FINISHED"}
+    assert {r["info"]["run_name"] for r in sweep.jobs} == JOB_NAMES
+    assert sorted(int(tags(r)["fedlab.job_num"]) for r in sweep.jobs) == [0, 1, 2, 3]
+    for run in sweep.jobs:
+        job_tags = tags(run)
+        assert job_tags["fedlab.role"] == "job"
+        assert job_tags["fedlab.sweep_id"] == parent_tags["fedlab.sweep_id"]
+        run_id = run["info"]["run_id"]
+        history = get(
+            mlflow_server,
+            "/api/2.0/mlflow/metrics/get-history",
+            run_id=run_id,
+            metric_key="eval/accuracy",
+            max_results="1000",
+        )["metrics"]
+        steps = sorted(m["step"] for m in history)
+        assert steps == list(range(ROUNDS + 1)), (run["info"]["run_name"], steps)
+        assert all(0.0 <= m["value"] <= 1.0 for m in history)
+        latest = {m["key"]: m for m in run["data"]["metrics"]}
+        for key in ("eval/accuracy", "train/loss", "comm/total_mb"):
+            assert key in latest, (run["info"]["run_name"], sorted(latest))
+        assert latest["train/loss"]["step"] == ROUNDS
+
+
+# --- the MLflow UI in headless Chromium --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The Chromium binary; without one the UI test fails where CI requires it, else skips."""
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    reason = "Chromium is not installed (Debian: apt-get install chromium)"
+    if os.environ.get("FEDLAB_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(f"{reason}, and FEDLAB_REQUIRE_CHROMIUM=1 requires it")
+    pytest.skip(f"{reason}; set FEDLAB_REQUIRE_CHROMIUM=1 to make this a failure")
+
+
+def headless(chromium: str, profile: Path, *args: str) -> str:
+    """Run headless Chromium once, in a session of its own, and stop its whole group after."""
+    profile.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",  # as root in a container
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=CHROMIUM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        out, err = "", "(timed out)"
+    finally:
+        stop_group(proc, grace=10)
+    assert proc.returncode == 0 or out, f"chromium failed ({proc.returncode}): {err[-2000:]}"
+    return out
+
+
+def page_text(dom: str) -> str:
+    """The visible words of a dumped DOM."""
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+
+
+def dump_dom(chromium: str, profile: Path, url: str, expected: list[str]) -> str:
+    """The DOM of ``url`` once the React app has rendered; ``--virtual-time-budget`` lets the
+    page run (timers, and the runs' XHRs) for that much virtual time before the dump. Retried
+    with a longer budget if a busy machine left something in ``expected`` out."""
+    for budget in (20000, 60000):
+        dom = headless(chromium, profile, f"--virtual-time-budget={budget}", "--dump-dom", url)
+        if all(s in dom for s in expected):
+            break
+    return dom
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_mlflow_ui_lists_the_sweep_and_its_runs(
+    chromium: str, mlflow_server: Server, sweep: Sweep, tmp_path: Path
+) -> None:
+    runs_page = f"{mlflow_server.url}/#/experiments/{sweep.experiment_id}/runs"
+    parent_id, parent_name = sweep.parent["info"]["run_id"], sweep.parent["info"]["run_name"]
+    run_link = f"#/experiments/{sweep.experiment_id}/runs/"
+
+    # The runs page as it opens: the sweep's parent run, its four jobs nested (collapsed) under it.
+    dom = dump_dom(chromium, tmp_path / "profile", runs_page, [parent_name])
+    text = page_text(dom)
+    assert "fedlab" in text
+    assert parent_name in text, text[:3000]
+    assert f'href="{run_link}{parent_id}"' in dom
+    assert "5 matching runs" in text, text[:3000]
+
+    # Sorted by name the UI lists every run flat, each linking to its page.
+    by_name = f"{runs_page}?orderByKey=attributes.run_name&orderByAsc=true"
+    dom = dump_dom(chromium, tmp_path / "profile", by_name, sorted(JOB_NAMES))
+    text = page_text(dom)
+    for run in sweep.jobs:
+        assert run["info"]["run_name"] in text, (run["info"]["run_name"], text[:3000])
+        assert f'href="{run_link}{run["info"]["run_id"]}"' in dom
+
+    screenshot = tmp_path / "runs.png"
+    headless(
+        chromium,
+        tmp_path / "profile",
+        "--virtual-time-budget=20000",
+        "--hide-scrollbars",
+        "--window-size=1600,900",
+        f"--screenshot={screenshot}",
+        by_name,
+    )
+    assert png_size(screenshot) == (1600, 900)
+    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one

@@ -1,0 +1,369 @@
+"""The sweep comparison (``python -m fedlab.report``): runs with known metrics in a real SQLite
+MLflow store, aggregated over seeds exactly; the paper's numbers found for the paper's settings
+only; one-line errors; and, slow, a real sweep that reports on its parent run."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from PIL import Image
+
+from fedlab import paper
+from fedlab.report import RunSeries, group, report_sweep
+from fedlab.tracking import flatten
+from fedlab.tracking.mlflow import MlflowTracker
+from tests.conftest import CONF, QUICK, cli_env, run_cli
+
+SWEEP_ID = "multirun/2026-01-01/00-00-00"
+BROKEN_SWEEP_ID = "multirun/2026-01-02/00-00-00"
+PAPER_2NN = ["model=2nn", "client_optimizer=sgd", "server_optimizer=sgd", "C=0.1", "B=10"]
+PAPER_2NN += ["E=1", "target_accuracy=0.97", "rounds=6"]
+PAPER_CNN = ["model=cnn", "client_optimizer=sgd", "server_optimizer=sgd", "E=5", "B=10"]
+PAPER_CNN += ["rounds=3"]
+
+# Test accuracy at rounds 0..6 of the IID jobs, by seed; the target is 0.97.
+IID_CURVES = {
+    0: [0.1, 0.5, 0.8, 0.97, 0.975, 0.98, 0.98],  # reaches it at round 3
+    1: [0.1, 0.4, 0.7, 0.9, 0.95, 0.971, 0.972],  # at round 5
+    2: [0.1, 0.3, 0.6, 0.8, 0.9, 0.95, 0.96],  # never
+}
+SHARDS_CURVES = {0: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 1: [0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}
+MB_PER_ROUND = 2.0
+
+
+def real_params(*overrides: str) -> dict[str, str]:
+    """The params a run with these overrides logs: the composed, validated, flattened config."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=list(overrides)))
+    flat = flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
+    return {k: "null" if v is None else str(v) for k, v in flat.items()}
+
+
+def make_run(
+    client: MlflowClient,
+    experiment_id: str,
+    name: str,
+    params: dict[str, str],
+    curve: list[float] | None = None,
+    target: float = 0.97,
+    status: str = "FINISHED",
+    tags: dict[str, str] | None = None,
+) -> str:
+    """A run as fedlab logs one: params, eval/accuracy and cumulative comm/total_mb per round,
+    rounds_to_target once, at the first round the curve reaches ``target``."""
+    run = client.create_run(experiment_id, run_name=name, tags=tags or {})
+    run_id = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    metrics, now, reached = [], int(time.time() * 1000), False
+    for step, accuracy in enumerate(curve or []):
+        metrics.append(Metric("eval/accuracy", accuracy, now, step))
+        if step:
+            metrics.append(Metric("comm/total_mb", MB_PER_ROUND * step, now, step))
+        if accuracy >= target and not reached:
+            reached = True
+            metrics.append(Metric("rounds_to_target", step, now, step))
+    for start in range(0, len(metrics), 500):
+        client.log_batch(run_id, metrics=metrics[start : start + 500])
+    client.set_terminated(run_id, status=status)
+    return run_id
+
+
+def sweep_parent(client: MlflowClient, experiment_id: str, sweep_id: str, keys: str) -> str:
+    tags = {"fedlab.role": "sweep", "fedlab.sweep_id": sweep_id, "fedlab.swept_keys": keys}
+    return client.create_run(experiment_id, run_name=f"sweep {sweep_id}", tags=tags).info.run_id
+
+
+def job_tags(parent: str, sweep_id: str, job: int) -> dict[str, str]:
+    return {
+        "mlflow.parentRunId": parent,
+        "fedlab.role": "job",
+        "fedlab.sweep_id": sweep_id,
+        "fedlab.job_num": str(job),
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store in a directory of its own (``mlflow.db`` there, as fedlab writes it) with:
+    experiment ``fedlab``: a sweep over partition × seed (3 IID seeds, 2 shards seeds, a failed
+    job and one that logged no test accuracy); ``broken``: a sweep whose jobs all failed;
+    ``singles``: runs outside any sweep, two configurations of the paper's CNN."""
+    where = tmp_path_factory.mktemp("store")
+    client = MlflowClient(tracking_uri=f"sqlite:///{where / 'mlflow.db'}")
+
+    fedlab = client.create_experiment("fedlab")
+    parent = sweep_parent(client, fedlab, SWEEP_ID, "partition,seed")
+    job = 0
+    for partition, curves in (("iid", IID_CURVES), ("shards", SHARDS_CURVES)):
+        for seed, curve in curves.items():
+            params = real_params(*PAPER_2NN, f"partition={partition}", f"seed={seed}")
+            if seed == 1:  # bookkeeping that must not split a configuration
+                params["hardware.intra_op_threads"] = "2"
+                params["run_name"] = "renamed"
+            tags = job_tags(parent, SWEEP_ID, job)
+            make_run(client, fedlab, f"partition={partition},seed={seed}", params, curve, tags=tags)
+            job += 1
+    failed = make_run(
+        client,
+        fedlab,
+        "partition=shards,seed=2",
+        real_params(*PAPER_2NN, "partition=shards", "seed=2"),
+        [0.1, 0.2],
+        status="FAILED",
+        tags={**job_tags(parent, SWEEP_ID, job), "fedlab.failure": "DivergedError: diverged"},
+    )
+    assert failed
+    make_run(
+        client,
+        fedlab,
+        "partition=iid,seed=3",
+        real_params(*PAPER_2NN, "partition=iid", "seed=3"),
+        None,
+        tags=job_tags(parent, SWEEP_ID, job + 1),
+    )
+
+    broken = client.create_experiment("broken")
+    parent = sweep_parent(client, broken, BROKEN_SWEEP_ID, "C")
+    for job, fraction in enumerate(("0.1", "0.2")):
+        params = real_params(*PAPER_2NN, f"C={fraction}")
+        tags = job_tags(parent, BROKEN_SWEEP_ID, job)
+        make_run(client, broken, f"C={fraction}", params, [0.1], status="FAILED", tags=tags)
+
+    singles = client.create_experiment("singles")
+    for fraction, seeds in (("0.1", (0, 1)), ("0.2", (0,))):
+        for seed in seeds:
+            params = real_params(*PAPER_CNN, f"C={fraction}", f"seed={seed}")
+            curve = [0.1, 0.99, 0.995] if seed else [0.1, 0.98, 0.995]
+            make_run(client, singles, f"C={fraction}", params, curve, target=0.99)
+    sweep_parent(client, singles, "multirun/2026-01-03/00-00-00", "C")  # no jobs: left out
+    return where
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open() as f:
+        return {row["configuration"]: row for row in csv.DictReader(f)}
+
+
+def assert_png(path: Path) -> None:
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= 600 and image.height >= 400
+
+
+def test_sweep_report_aggregates_seeds_and_logs_on_the_parent(store: Path, tmp_path: Path):
+    tracker = MlflowTracker(uri=f"sqlite:///{store / 'mlflow.db'}", experiment="fedlab")
+    tracker.open_parent(f"sweep {SWEEP_ID}", SWEEP_ID, {})
+    out = tmp_path / "report"
+    report = report_sweep(tracker, out)
+
+    table = read_csv(out / "summary.csv")
+    assert list(table) == ["partition=iid", "partition=shards"]
+    iid, shards = table["partition=iid"], table["partition=shards"]
+    assert (iid["runs"], iid["seeds"], iid["rounds"]) == ("3", "0 1 2", "6")
+    finals = [curve[-1] for curve in IID_CURVES.values()]
+    assert float(iid["final_accuracy_mean"]) == pytest.approx(statistics.fmean(finals))
+    assert float(iid["final_accuracy_std"]) == pytest.approx(statistics.stdev(finals))
+    # Seeds 0 and 1 reached 0.97 at rounds 3 and 5; seed 2 never did and is not averaged in.
+    assert iid["reached"] == "2"
+    assert float(iid["rounds_to_target_mean"]) == pytest.approx(4.0)
+    assert float(iid["rounds_to_target_std"]) == pytest.approx(math.sqrt(2))
+    assert float(iid["mb_to_target_mean"]) == pytest.approx(8.0)  # 6 MB and 10 MB
+    assert float(iid["mb_to_target_std"]) == pytest.approx(math.sqrt(8))
+    assert float(iid["mb_total_mean"]) == pytest.approx(12.0)
+    assert float(iid["mb_total_std"]) == 0.0
+    # The paper's Table 1: 2NN, E=1, B=10, C=0.1 → 87 rounds IID, 664 non-IID.
+    assert (iid["paper_rounds_to_target"], iid["paper_source"]) == ("87", "Table_1")
+    assert shards["paper_rounds_to_target"] == "664"
+    # One seed renamed, on other hardware: still the same configuration.
+    assert (shards["runs"], shards["seeds"], shards["reached"]) == ("2", "0 1", "0")
+    assert shards["rounds_to_target_mean"] == shards["mb_to_target_mean"] == ""
+    assert float(shards["final_accuracy_mean"]) == pytest.approx(0.75)
+
+    summary = (out / "summary.md").read_text()
+    assert "| partition=iid | 0, 1, 2 | 6 |" in summary
+    assert "| 4.0 ± 1.4 | 2/3 | 8.0 ± 2.8 | 12.0 ± 0.0 | 87 (Table 1) |" in summary
+    assert "| not reached | 0/2 | — |" in summary
+    assert "Left out (2 runs)" in summary
+    assert "FAILED: DivergedError: diverged" in summary
+    assert "no test accuracy logged" in summary
+    assert_png(out / "test_accuracy.png")
+    assert report.runs == 5
+
+    logged = {a.path for a in tracker.client.list_artifacts(tracker.run_id, "report")}
+    assert logged == {"report/test_accuracy.png", "report/summary.md", "report/summary.csv"}
+
+
+def test_a_sweep_whose_jobs_all_failed_still_gets_a_report(store: Path, tmp_path: Path):
+    tracker = MlflowTracker(uri=f"sqlite:///{store / 'mlflow.db'}", experiment="broken")
+    tracker.open_parent(f"sweep {BROKEN_SWEEP_ID}", BROKEN_SWEEP_ID, {})
+    report_sweep(tracker, tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "No finished run with test accuracy" in summary
+    assert "Left out (2 runs)" in summary
+    assert not (tmp_path / "test_accuracy.png").exists()
+    logged = {a.path for a in tracker.client.list_artifacts(tracker.run_id, "report")}
+    assert logged == {"report/summary.md", "report/summary.csv"}
+
+
+def test_cli_compares_single_runs_and_names_the_paper_value(store: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "fedlab.report", "--experiment", "singles", "--out", str(out)],
+        cwd=store,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Configurations are named by what varies (C); the parent run is no configuration.
+    assert "| C=0.1 | 0, 1 | 2 |" in result.stdout
+    assert "20 (Table 2); 18 (Table 1)" in result.stdout  # CNN, C=0.1, E=5, B=10, IID
+    assert "| C=0.2 | 0 | 2 |" in result.stdout
+    assert "Left out" not in result.stdout
+    table = read_csv(out / "summary.csv")
+    assert table["C=0.1"]["rounds_to_target_mean"] == "1.5"  # seed 0 at round 2, seed 1 at 1
+    assert_png(out / "test_accuracy.png")
+
+
+def series(name: str, **params: str) -> RunSeries:
+    base = {"model.name": "2nn", "partition.name": "iid", "C": "0.1", "E": "1", "B": "10"}
+    base.update({"seed": "0", "engine": "tff", "run_name": "null", **params})
+    return RunSeries(name, name, base, {0: 0.1, 1: 0.5}, {1: 2.0}, None)
+
+
+def test_configurations_are_named_by_what_tells_them_apart() -> None:
+    runs = [
+        series("a", **{"partition.name": "iid", "seed": "0"}),
+        series("b", **{"partition.name": "iid", "seed": "1", "run_name": "x"}),
+        series("c", **{"partition.name": "shards", "B": "null"}),
+    ]
+    configs = group(runs, ["partition", "seed"])
+    assert [(c.label, len(c.runs)) for c in configs] == [
+        ("partition=iid", 2),
+        ("partition=shards", 1),
+    ]
+    # Another sweep's runs, differing in C but not in the swept keys: C names them too.
+    configs = group([*runs, series("d", C="0.2")], ["partition", "seed"])
+    assert [c.label for c in configs] == [
+        "partition=iid, C=0.1, B=10",
+        "partition=shards, C=0.1, B=∞",
+        "partition=iid, C=0.2, B=10",
+    ]
+    # Bookkeeping (engine) splits runs only when the sweep varies it.
+    pair = [series("e", engine="tff"), series("f", engine="fast", seed="1")]
+    assert [c.label for c in group(pair, [])] == ["model=2nn, partition=iid, C=0.1, E=1, B=10"]
+    assert [c.label for c in group(pair, ["engine"])] == ["engine=tff", "engine=fast"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # Table 2: FedSGD and the two cells the issue quotes.
+        (["model=cnn", "C=0.1", "E=1", "B=null"], [(626, "Table 2")]),
+        (["model=cnn", "C=0.1", "E=1", "B=10", "partition=shards"], [(350, "Table 2")]),
+        (["model=cnn", "C=0.1", "E=5", "B=10"], [(20, "Table 2"), (18, "Table 1")]),
+        # Table 1: the CNN's half is E=5; the 2NN's is E=1 with a 97% target.
+        (["model=cnn", "C=0.0", "E=5", "B=null", "partition=shards"], [(1181, "Table 1")]),
+        (["model=cnn", "C=1.0", "E=5", "B=null", "partition=shards"], [(None, "Table 1")]),
+        (["model=2nn", "C=0.5", "E=1", "B=10", "target_accuracy=0.97"], [(75, "Table 1")]),
+        (["model=2nn", "C=0.5", "E=1", "B=null", "target_accuracy=0.97"], [(None, "Table 1")]),
+        # Not the paper's setting: no value.
+        (["model=2nn", "C=0.1", "E=1", "B=10"], []),  # 2NN at the CNN's 99% target
+        (["model=cnn", "C=0.1", "E=1", "B=10", "server_optimizer=adam"], []),
+        (["model=cnn", "C=0.1", "E=1", "B=10", "server_optimizer.lr=0.5"], []),
+        (["model=cnn", "C=0.1", "E=1", "B=10", "partition=dirichlet"], []),
+        (["model=cnn", "C=0.1", "E=1", "B=10", "partition=shards", "partition.shard_size=100"], []),
+        (["model=cnn", "C=0.1", "E=1", "B=10", "num_clients=50"], []),
+        (["model=cnn", "C=0.1", "E=2", "B=10"], []),
+        (["model=cnn", "C=0.3", "E=5", "B=10"], []),
+    ],
+)
+def test_paper_values_only_for_the_papers_settings(overrides, expected) -> None:
+    params = real_params("client_optimizer=sgd", "server_optimizer=sgd", *overrides)
+    assert [(v.rounds, v.source) for v in paper.lookup(params)] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "in_store", "message"),
+    [
+        ([], False, "no MLflow store at sqlite:///"),
+        (["--experiment", "nope"], True, "unknown experiment 'nope'"),
+        (["--sweep", "multirun/1999-01-01/00-00-00"], True, "unknown sweep"),
+        (["--filter", "params.C = '0.9'"], True, "no runs match"),
+        (["--filter", "params.C ~~ 3"], True, "--filter"),
+    ],
+)
+def test_cli_errors_are_one_line(store: Path, tmp_path: Path, args, in_store, message) -> None:
+    cwd = store if in_store else tmp_path
+    result = subprocess.run(
+        [sys.executable, "-m", "fedlab.report", "--out", str(tmp_path / "out"), *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab.report: error: "), result.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()  # an absent store is not created
+
+
+@pytest.mark.slow
+def test_a_real_sweep_reports_on_its_parent_run(tmp_path: Path) -> None:
+    result = run_cli(
+        "-m",
+        *QUICK,
+        "rounds=2",
+        "partition=iid,shards",
+        "seed=0,1",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| partition=iid | 0, 1 | 2 |" in result.stdout
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fedlab")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`fedlab.role` = 'sweep'"
+    )
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert logged == {"report/test_accuracy.png", "report/summary.md", "report/summary.csv"}
+    local = Path(client.download_artifacts(parent.info.run_id, "report", str(tmp_path / "dl")))
+    table = read_csv(local / "summary.csv")
+    assert list(table) == ["partition=iid", "partition=shards"]
+    for row in table.values():
+        assert (row["runs"], row["seeds"], row["rounds"]) == ("2", "0 1", "2")
+        assert 0.0 < float(row["final_accuracy_mean"]) <= 1.0
+        assert float(row["mb_total_mean"]) > 0
+    assert_png(local / "test_accuracy.png")
+    sweep_dir = Path(parent.data.tags["fedlab.sweep_id"])
+    assert (tmp_path / sweep_dir / "report" / "summary.md").is_file()
+
+    # The CLI finds the same sweep and reports the same table.
+    again = subprocess.run(
+        [sys.executable, "-m", "fedlab.report", "--sweep", "latest", "--no-log"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_csv(tmp_path / "report" / "summary.csv") == table

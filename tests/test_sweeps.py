@@ -1,0 +1,249 @@
+"""Sweeps: a grid or an Optuna search is one unit in MLflow (a parent run, its jobs nested under
+it), Optuna studies persist and continue, a parallel launcher shares the SQLite store, and every
+paper preset composes (fast) and runs (slow)."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from mlflow.tracking import MlflowClient
+
+from fedlab import sweep
+from fedlab.config import Objective
+from fedlab.experiment import RunResult
+from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# Runs in each preset's grid (`python -m fedlab -m experiment=NAME`).
+PRESET_GRID_SIZES = {
+    "figure2": 18,  # partition × B × E
+    "notebook": 1,
+    "server_optimizers": 15,  # 5 server optimizers × 3 seeds
+    "table1_2nn": 20,  # partition × B × C
+    "table1_cnn": 20,
+    "table2_cnn": 18,  # partition × E × B (FedSGD is E=1, B=∞)
+}
+TINY = [*QUICK, "rounds=1", "tracking.log_model=false"]
+
+
+def _store(cwd: Path) -> tuple[MlflowClient, str]:
+    client = MlflowClient(tracking_uri=sweep.default_tracking_uri(cwd))
+    return client, client.get_experiment_by_name("fedlab").experiment_id
+
+
+def _parent_and_children(cwd: Path):
+    client, experiment = _store(cwd)
+    parents = client.search_runs([experiment], "tags.`fedlab.role` = 'sweep'")
+    assert len(parents) == 1, [p.info.run_name for p in parents]
+    parent = parents[0]
+    jobs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return client, parent, sorted(jobs, key=lambda r: int(r.data.tags[sweep.JOB_TAG]))
+
+
+def test_swept_keys_come_from_the_command_line_and_the_sweeper_params() -> None:
+    overrides = ["partition=iid,shards", "C=0.1", "E=range(1,3)", "seed=0", "B=choice(10, 50)"]
+    assert sweep.swept_keys(overrides, {"client_optimizer.lr": "tag(log, ...)"}) == [
+        "partition",
+        "E",
+        "B",
+        "client_optimizer.lr",
+    ]
+    assert sweep.swept_keys(["C=0.1"], None) == []
+
+
+def test_a_job_is_named_from_its_swept_overrides() -> None:
+    job = ["model=2nn", "partition=shards", "C=0.1", "rounds=2"]
+    assert sweep.job_name(job, ["partition", "C"]) == "partition=shards,C=0.1"
+    assert sweep.job_name(job, []) == "model=2nn,partition=shards,C=0.1,rounds=2"
+    assert sweep.job_name([], []) == "defaults"
+
+
+@pytest.mark.parametrize(
+    ("objective", "reached", "expected"),
+    [
+        (Objective.best_accuracy, 7, 0.95),
+        (Objective.final_accuracy, 7, 0.9),
+        (Objective.rounds_to_target, 7, 7.0),
+        (Objective.rounds_to_target, None, 21.0),  # never reached: worse than any that did
+    ],
+)
+def test_the_objective_a_sweeper_sees(objective, reached, expected) -> None:
+    result = RunResult(
+        rounds=20,
+        final_accuracy=0.9,
+        best_accuracy=0.95,
+        rounds_to_target=reached,
+        total_mb=1.0,
+        wall_s=1.0,
+        history={},
+        location=None,
+    )
+    assert sweep.objective_value(objective, result, rounds=20) == expected
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_with_its_grid(preset: str, compose_cfg) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg(f"experiment={preset}")
+    from fedlab.config import RunConfig
+
+    typed: RunConfig = OmegaConf.to_object(cfg)  # range and cross-field checks too
+    assert typed.rounds >= 1
+    # The preset says what it reproduces (its comment block) and sweeps a grid of known size.
+    text = (CONF / "experiment" / f"{preset}.yaml").read_text()
+    assert "McMahan et al. 2017" in text or "Reddi et al. 2020" in text
+    assert sorted(PRESET_GRID_SIZES) == PRESETS
+    params = compose_cfg(f"experiment={preset}", hydra=True).hydra.sweeper.params or {}
+    parser = OverridesParser.create()
+    choices = [
+        list(parser.parse_override(f"{key}={value}").sweep_string_iterator())
+        for key, value in params.items()
+    ]
+    assert len(list(itertools.product(*choices))) == PRESET_GRID_SIZES[preset]
+
+
+def test_optuna_searches_compose_with_a_persistent_study(compose_cfg) -> None:
+    for search in ("lr", "rounds_to_target"):
+        cfg = compose_cfg(f"hparams_search={search}", hydra=True)
+        sweeper = cfg.hydra.sweeper
+        assert "optuna" in sweeper._target_.lower()
+        assert sweeper.storage.startswith("sqlite:///") and sweeper.study_name
+        assert sweeper.max_failure_rate == 1.0  # a diverging trial must not end the study
+        want = "minimize" if cfg.objective == "rounds_to_target" else "maximize"
+        assert sweeper.direction == want
+    # Without a search the plain grid sweeper stays in charge.
+    assert "basic" in compose_cfg(hydra=True).hydra.sweeper._target_.lower()
+
+
+def test_a_search_that_optimizes_the_wrong_way_is_refused(tmp_path: Path) -> None:
+    result = run_cli("-m", *TINY, "hparams_search=lr", "objective=rounds_to_target", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fedlab: error: hydra.sweeper.direction=maximize does not fit "
+        "objective=rounds_to_target; allowed: hydra.sweeper.direction=minimize"
+    )
+
+
+@pytest.mark.slow
+def test_a_grid_is_one_parent_run_with_its_jobs_nested(tmp_path: Path) -> None:
+    result = run_cli("-m", *TINY, "rounds=2", "partition=iid,shards", "E=1,2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["fedlab.swept_keys"] == "partition,E"
+    assert parent.data.tags["fedlab.jobs"] == "4" and parent.data.tags["fedlab.jobs_failed"] == "0"
+    names = {j.info.run_name for j in jobs}
+    assert names == {
+        "partition=iid,E=1",
+        "partition=iid,E=2",
+        "partition=shards,E=1",
+        "partition=shards,E=2",
+    }
+    sweep_id = parent.data.tags[sweep.SWEEP_TAG]
+    for num, job in enumerate(jobs):
+        assert job.info.status == "FINISHED"
+        assert job.data.tags[sweep.JOB_TAG] == str(num)
+        assert job.data.tags[sweep.SWEEP_TAG] == sweep_id
+        steps = [m.step for m in client.get_metric_history(job.info.run_id, "eval/accuracy")]
+        assert sorted(steps) == [0, 1, 2]
+    # The best job by the objective (best test accuracy) is named on the parent.
+    best = max(jobs, key=lambda j: j.data.metrics["eval/best_accuracy"])
+    assert parent.data.tags["best.run_id"] == best.info.run_id
+    assert parent.data.metrics["best_value"] == best.data.metrics["eval/best_accuracy"]
+
+
+@pytest.mark.slow
+def test_an_optuna_search_persists_and_a_second_invocation_continues_it(tmp_path: Path) -> None:
+    search = ["hparams_search=lr", "hydra.sweeper.n_trials=3", "seed=3"]
+    first = run_cli("-m", *TINY, *search, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    name = "fedlab-lr-iid-2nn-sgd-sgd"
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+    second = run_cli("-m", *TINY, *search[:1], "hydra.sweeper.n_trials=2", "seed=3", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    # One parent run for the study, reopened by the second invocation; a run per trial,
+    # tagged with its trial number and linked from the trial.
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["fedlab.study_name"] == name
+    trials = {int(j.data.tags[sweep.TRIAL_TAG]): j.info.run_id for j in jobs}
+    assert sorted(trials) == [0, 1, 2, 3, 4]
+    for trial in study.trials:
+        assert trial.user_attrs["mlflow_run_id"] == trials[trial.number]
+        run = client.get_run(trials[trial.number])
+        assert float(run.data.params["client_optimizer.lr"]) == pytest.approx(
+            trial.params["client_optimizer.lr"]
+        )
+        assert run.data.metrics["eval/best_accuracy"] == pytest.approx(trial.value)
+    # The study's best parameters and value are on the parent run.
+    best = study.best_trial
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    for key, value in best.params.items():
+        assert float(parent.data.tags[f"best.{key}"]) == pytest.approx(value)
+
+
+@pytest.mark.slow
+def test_a_parallel_launcher_shares_one_new_sqlite_store(tmp_path: Path) -> None:
+    # hydra-joblib-launcher runs the jobs in worker processes at the same time; they all find
+    # no mlflow.db. None may fail ("database is locked") or lose a metric step.
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "hardware.intra_op_threads=1"]
+    result = run_cli(
+        "-m",
+        *TINY,
+        *parallel,
+        "model=logreg",
+        "rounds=5",
+        "seed=1,2,3",
+        "checkpoint_every=0",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" not in result.stderr
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert parent.data.tags["fedlab.launcher"] == "joblib"
+    assert len(jobs) == 3 and {j.info.status for j in jobs} == {"FINISHED"}
+    for job in jobs:
+        for key in ("train/loss", "eval/accuracy", "comm/total_mb"):
+            steps = sorted(m.step for m in client.get_metric_history(job.info.run_id, key))
+            assert steps == list(range(0 if key.startswith("eval") else 1, 6)), (key, steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_runs_for_a_round(preset: str, tmp_path: Path) -> None:
+    result = run_cli(f"experiment={preset}", "rounds=1", "tracking.log_model=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "After 1 rounds" in result.stdout
+
+
+def test_a_sweep_with_an_unreachable_store_stops_before_its_first_job(tmp_path: Path) -> None:
+    result = run_cli("-m", *TINY, "seed=0,1", "tracking.uri=http://127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("fedlab: error: tracking.uri=http://127.0.0.1:9 is unreachable")
+    assert "Launching" not in result.stderr + result.stdout  # no job started
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
+    proc = start_cli(tmp_path, "-m", "rounds=200", "tracking.log_model=false", "seed=0,1")
+    wait_for_round(proc, tmp_path, at_least=1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    client, parent, jobs = _parent_and_children(tmp_path)
+    # The job in flight and the sweep are KILLED; the job that never started has no run.
+    assert parent.info.status == "KILLED"
+    assert [j.info.status for j in jobs] == ["KILLED"]
+    assert "before all its jobs had run" in parent.data.tags["fedlab.failure"]
