@@ -340,12 +340,12 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
     partitions = list(dict.fromkeys(c.params.get("partition.name", "") for c in configurations))
     panels = partitions if len(partitions) > 1 else [None]
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False
+        1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, squeeze=False
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    finals, highs, all_targets = [], [], set()
     for ax, panel in zip(axes[0], panels, strict=True):
-        targets = set()
+        # Each panel zoomed on its own curves: non-IID ones sit far below IID ones.
+        finals, highs, targets = [], [], set()
         for index, config in enumerate(configurations):
             if panel is not None and config.params.get("partition.name", "") != panel:
                 continue
@@ -358,7 +358,7 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
             ax.plot(rounds, mean, color=color, marker=marker, linewidth=1.5, label=label)
             if len(config.runs) > 1:
                 ax.fill_between(rounds, low, high, color=color, alpha=0.2, linewidth=0)
-            finals.append(mean[-1])
+            finals.append(min(mean[len(mean) // 2 :]))  # the second half of the curve
             highs.append(max(high))
             if not math.isnan(config.target):
                 targets.add(config.target)
@@ -366,15 +366,14 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
             ax.axhline(
                 target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}"
             )
-        all_targets |= targets
+        ax.set_ylim(*_zoom(finals, highs, sorted(targets)))
+        ax.set_ylabel("test accuracy")
         ax.set_xlabel("communication rounds")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panel is not None:
             ax.set_title(f"partition={panel}")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    axes[0][0].set_ylabel("test accuracy")
-    axes[0][0].set_ylim(*_zoom(finals, highs, sorted(all_targets)))
     fig.suptitle(f"Test accuracy: mean over seeds, band = {BAND}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path)
@@ -386,7 +385,7 @@ def _zoom(
     finals: Sequence[float], highs: Sequence[float], targets: Sequence[float]
 ) -> tuple[float, float]:
     """y limits zoomed near the top, as in the paper: from a little below the lowest curve's
-    last point (or the target, if lower) to just above the highest point and the target. The
+    late points (or the target, if lower) to just above the highest point and the target. The
     early rounds of a curve that ends high fall below the axis, as in Figure 2."""
     low = min([*finals, *targets], default=0.0)
     bottom = max(0.0, low - max(0.01, 0.1 * (1.0 - low)))
