@@ -265,7 +265,7 @@ class RunConfig:
     eval_every: int = 1
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
-    engine: Engine = Engine.tff  # what computes the rounds: same arithmetic, same metrics
+    engine: Engine = Engine.fast  # what computes the rounds: same arithmetic, same metrics
     objective: Objective = Objective.best_accuracy  # what the run returns to a sweeper
     stop_at_target: bool = False  # end the run at the round it reaches target_accuracy
     run_name: str | None = None  # MLflow run name; null: built from the overrides

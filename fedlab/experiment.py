@@ -154,7 +154,7 @@ def run(
     silence_frameworks()
     tracker = tracker or NullTracker()
     output_dir.mkdir(parents=True, exist_ok=True)
-    worker_env = hardware.configure(cfg.hardware)
+    worker_env = hardware.configure(cfg.hardware, cfg.engine)
     dataset = fl_data.load_mnist(cfg.dataset.source.value, cfg.dataset.path)
     clients = partition_clients(cfg, dataset.y_train)
     ckpt_key = checkpoint.config_key(cfg)

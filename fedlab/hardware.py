@@ -7,15 +7,20 @@ here: it gets the same choice through the environment variables TensorFlow's C++
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
-from fedlab.config import ConfigError, Device, HardwareConfig
+from fedlab.config import ConfigError, Device, Engine, HardwareConfig
 
 
-def configure(cfg: HardwareConfig) -> dict[str, str]:
+def configure(cfg: HardwareConfig, engine: Engine = Engine.tff) -> dict[str, str]:
     """Apply ``cfg`` to this process's TensorFlow; return the environment for TFF's worker.
 
     Must run before TensorFlow creates its first tensor (threads and devices are fixed then).
+    ``engine=fast`` on the CPU gets one intra-op thread unless ``intra_op_threads`` says
+    otherwise: that engine trains one client per core (``fedlab.fast``), which measured faster
+    than clients sharing a pool of threads.
     """
     env: dict[str, str] = {}
     gpus = tf.config.list_physical_devices("GPU")
@@ -35,6 +40,11 @@ def configure(cfg: HardwareConfig) -> dict[str, str]:
     if cfg.intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
         env["TF_NUM_INTRAOP_THREADS"] = str(cfg.intra_op_threads)
+    elif engine is Engine.fast and cfg.device is Device.cpu:
+        # TensorFlow may have started in this process already with its default pool (an
+        # earlier engine=tff job of the same sweep): then slower, with the same numbers.
+        with contextlib.suppress(RuntimeError):
+            tf.config.threading.set_intra_op_parallelism_threads(1)
     if cfg.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(cfg.inter_op_threads)
         env["TF_NUM_INTEROP_THREADS"] = str(cfg.inter_op_threads)

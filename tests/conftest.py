@@ -22,8 +22,11 @@ CONF = REPO / "conf"
 
 register_configs()
 
-# Small, quick settings for runs through the real CLI: the 2NN, 5 clients a round, plain FedAvg.
+# Small, quick settings for runs through the real CLI: the 2NN, 5 clients a round, plain FedAvg,
+# on TFF's engine, whose worker process the leak and signal tests watch (engine=fast, the
+# default, is checked against it in tests/test_fast.py and runs every preset).
 QUICK = [
+    "engine=tff",
     "model=2nn",
     "client_optimizer=sgd",
     "server_optimizer=sgd",
