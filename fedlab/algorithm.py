@@ -71,6 +71,20 @@ class FedAvgEngine(Protocol):
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
 
 
+def check_state_arrays(arrays: list[np.ndarray], template: list[np.ndarray]) -> None:
+    """ValueError unless ``arrays`` (a checkpoint's) fit this engine's state ``template``: the
+    same number of arrays, each of the same shape and dtype."""
+    if len(arrays) != len(template):
+        raise ValueError(f"{len(arrays)} arrays, this algorithm's state has {len(template)}")
+    for i, (got, want) in enumerate(zip(arrays, template, strict=True)):
+        got, want = np.asarray(got), np.asarray(want)
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ValueError(
+                f"array {i} is {got.dtype}{list(got.shape)}, "
+                f"this algorithm's state has {want.dtype}{list(want.shape)}"
+            )
+
+
 def build_engine(
     engine: Engine,
     model_name: str,

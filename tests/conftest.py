@@ -91,9 +91,9 @@ def worker_pids(cwd: Path | None = None) -> set[int]:
     return pids
 
 
-def children(pid: int) -> set[int]:
-    """Direct children of ``pid``."""
-    found = set()
+def processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc."""
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -101,10 +101,14 @@ def children(pid: int) -> set[int]:
             stat = (proc / "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            found.add(int(proc.name))
+        state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        found.append((int(proc.name), state, int(ppid), int(pgrp)))
     return found
+
+
+def children(pid: int) -> set[int]:
+    """Direct children of ``pid``."""
+    return {child for child, _, ppid, _ in processes() if ppid == pid}
 
 
 def only_run(cwd: Path):

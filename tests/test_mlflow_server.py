@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICK, run_cli, worker_pids
+from tests.conftest import QUICK, processes, run_cli, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -49,18 +49,7 @@ CHROMIUM_TIMEOUT = 120  # s per page load
 def group_members(pgid: int) -> set[int]:
     """PIDs of the live processes in process group ``pgid`` (zombies, already dead and only
     waiting for init to reap them, do not count)."""
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            found.add(int(proc.name))
-    return found
+    return {pid for pid, state, _, pgrp in processes() if pgrp == pgid and state != "Z"}
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from fedlab.algorithm import ClientWork, RoundOutput
+from fedlab.algorithm import ClientWork, RoundOutput, check_state_arrays
 from fedlab.config import OptimizerConfig
 from fedlab.fast.functional import FunctionalModel, functional_model
 from fedlab.fast.optimizers import Optimizer
@@ -299,16 +299,7 @@ class FastFedAvg:
     def state_from_arrays(self, arrays: list[np.ndarray]) -> FastState:
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
         template = self.initialize([np.zeros(s, np.float32) for s in self.model.shapes])
-        leaves = self.state_arrays(template)
-        if len(arrays) != len(leaves):
-            raise ValueError(f"{len(arrays)} arrays, this algorithm's state has {len(leaves)}")
-        for i, (got, want) in enumerate(zip(arrays, leaves, strict=True)):
-            got = np.asarray(got)
-            if got.shape != want.shape or got.dtype != want.dtype:
-                raise ValueError(
-                    f"array {i} is {got.dtype}{list(got.shape)}, "
-                    f"this algorithm's state has {want.dtype}{list(want.shape)}"
-                )
+        check_state_arrays(arrays, self.state_arrays(template))
         weights, hparams, server = tf.nest.pack_sequence_as(
             template.structure(), [np.array(a) for a in arrays]
         )

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedlab.algorithm import ClientWork, RoundOutput
+from fedlab.algorithm import ClientWork, RoundOutput, check_state_arrays
 from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.models import INPUT_DIM, build_model
 
@@ -126,16 +126,7 @@ class TffFedAvg:
     def state_from_arrays(self, arrays: list[np.ndarray]):
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
         structure = self.process.initialize()  # a call into TFF's worker: once
-        template = tf.nest.flatten(structure)
-        if len(arrays) != len(template):
-            raise ValueError(f"{len(arrays)} arrays, this algorithm's state has {len(template)}")
-        for i, (got, want) in enumerate(zip(arrays, template, strict=True)):
-            want = np.asarray(want)
-            if got.shape != want.shape or got.dtype != want.dtype:
-                raise ValueError(
-                    f"array {i} is {got.dtype}{list(got.shape)}, "
-                    f"this algorithm's state has {want.dtype}{list(want.shape)}"
-                )
+        check_state_arrays(arrays, tf.nest.flatten(structure))
         return tf.nest.pack_sequence_as(structure, list(arrays))
 
     def model_weights(self, state) -> list[np.ndarray]:
