@@ -33,9 +33,6 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-_FULL_ERROR = FULL_ERROR
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def task(dict_cfg: DictConfig) -> float | None:
     """One run; returns its ``objective`` (the value a sweeper optimizes), or None for a run
@@ -44,14 +41,14 @@ def task(dict_cfg: DictConfig) -> float | None:
         return _run(dict_cfg)
     except Exception as err:
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-        if isinstance(err, DivergedError) and multirun and not _FULL_ERROR:
+        if isinstance(err, DivergedError) and multirun and not FULL_ERROR:
             # In a sweep, divergence is a result, not a crash: the run is already FAILED in
             # MLflow, and no value makes the Optuna sweeper record a FAILED trial (the search
             # goes on past it if hydra.sweeper.max_failure_rate allows; the default 0 stops).
             print(f"fedlab: error: {err}", file=sys.stderr)
             return None
         message = describe(err)
-        if message is None or _FULL_ERROR or multirun:
+        if message is None or FULL_ERROR or multirun:
             raise  # in a multirun, Hydra records the job as failed
         # Exit here: raising would make Hydra print "Error executing job ..." first.
         print(f"fedlab: error: {message}", file=sys.stderr)
@@ -73,7 +70,7 @@ def _run(dict_cfg: DictConfig) -> float:
     overrides = list(hydra_cfg.overrides.task)
     tracker = create_tracker(cfg.tracking, sweep.default_tracking_uri(hydra_cfg.runtime.cwd))
     trial = None
-    if multirun and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower():
+    if multirun and sweep.sweeper_name(hydra_cfg) == "optuna":
         trial = sweep.optuna_trial_number(hydra_cfg.sweeper, overrides)
     swept = os.environ.get(sweep.ENV_SWEPT_KEYS)
     name = sweep.job_name(overrides, swept.split(",") if swept else [])
@@ -107,7 +104,7 @@ def main() -> None:
         sys.exit(128 + signal.SIGINT)
     except Exception as err:
         message = describe(err)
-        if message is None or _FULL_ERROR:
+        if message is None or FULL_ERROR:
             raise
         print(f"fedlab: error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -25,6 +25,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -180,7 +181,7 @@ class SweepTracking(Callback):
         cwd = hydra.runtime.get("cwd") or os.getcwd()
         uri = tracking.uri or default_tracking_uri(cwd)
         tracker = MlflowTracker(uri=uri, experiment=tracking.experiment)
-        sweeper = _sweeper_name(hydra)
+        sweeper = sweeper_name(hydra)
         tags = {
             ROLE_TAG: "sweep",
             SWEEP_TAG: sweep_id,
@@ -259,7 +260,7 @@ def _target_name(node: DictConfig) -> str:
     return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "unknown"
 
 
-def _sweeper_name(hydra: DictConfig) -> str:
+def sweeper_name(hydra: DictConfig) -> str:
     target = str(hydra.sweeper.get("_target_", ""))
     return "optuna" if "optuna" in target.lower() else "basic"
 
@@ -293,14 +294,18 @@ def _record_best(tracker, config: DictConfig, children: list, results_file: Path
 
 
 def _run_objective(run, objective: Objective) -> float | None:
+    """``objective_value`` of a finished run, from what it recorded in MLflow."""
     metrics = run.data.metrics
-    rounds = int(float(run.data.params.get("rounds", "0")))
-    if objective is Objective.rounds_to_target:
-        reached = metrics.get("rounds_to_target")
-        return float(reached) if reached is not None else float(rounds + 1)
-    if objective is Objective.final_accuracy:
-        return metrics.get("eval/accuracy")
-    return metrics.get("eval/best_accuracy", metrics.get("eval/accuracy"))
+    final = metrics.get("eval/accuracy")
+    if final is None:
+        return None
+    reached = metrics.get("rounds_to_target")
+    recorded = SimpleNamespace(
+        final_accuracy=final,
+        best_accuracy=metrics.get("eval/best_accuracy", final),
+        rounds_to_target=int(reached) if reached is not None else None,
+    )
+    return objective_value(objective, recorded, int(float(run.data.params.get("rounds", "0"))))
 
 
 def _write_report(tracker, sweep_dir: Path) -> None:
