@@ -89,6 +89,9 @@ CASES = {
     "fedadagrad-client-sgdm-E3": Case("2nn", opt(O.sgdm, 0.05), opt(O.adagrad, 1e-2), 3, 6),
     "client-yogi": Case("logreg", opt(O.yogi, 1e-2), opt(O.sgd, 1.0), 2, 5),
     "client-adagrad": Case("logreg", opt(O.adagrad, 1e-2), opt(O.sgdm, 1.0), 2, 5),
+    # The CNN: convolutions, max-pooling, and the fast engine's own convolution gradients.
+    "cnn-sgd-E2-B5": Case("cnn", opt(O.sgd, 0.05), opt(O.sgd, 1.0), 2, 5),
+    "cnn-notebook-optimizers": Case("cnn", opt(O.adam, 2e-4), opt(O.adam, 1e-3), 1, 5),
 }
 
 
@@ -158,6 +161,37 @@ def test_a_round_equals_tffs_build_weighted_fed_avg(case: Case, tff_worker) -> N
         assert moved > 1e-5  # the round did something the comparison can see
         tff_state = tff_out.state
         fast_state = fast.state_from_arrays(tff_arrays)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("kernel_shape", [(5, 5, 3, 4), (3, 2, 1, 6)])
+def test_the_fast_convolution_gradients_equal_tensorflows(padding, kernel_shape) -> None:
+    import tensorflow as tf
+
+    from fedlab.fast.functional import conv2d
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((3, 9, 8, kernel_shape[2])), tf.float32)
+    kernel = tf.constant(rng.standard_normal(kernel_shape), tf.float32)
+    dy = None
+    grads = {}
+    for name, fn in (("tf", lambda a, k: tf.nn.conv2d(a, k, 1, padding)), ("fast", None)):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([x, kernel])
+            out = fn(x, kernel) if fn else conv2d(x, kernel, padding)
+            if dy is None:
+                dy = tf.constant(rng.standard_normal(out.shape), tf.float32)
+            loss = tf.reduce_sum(out * dy)
+        grads[name] = (out, *tape.gradient(loss, [x, kernel]))
+    for want, got in zip(grads["tf"], grads["fast"], strict=True):
+        # sums of up to 3*9*8 products of unit normals: float32 round-off is ~1e-6 of them
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=2e-5, rtol=1e-5)
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        loss = tf.reduce_sum(conv2d(x, kernel, padding, input_grad=False) * dy)
+    no_dx, dk = tape.gradient(loss, [x, kernel])
+    assert no_dx is None
+    np.testing.assert_array_equal(dk.numpy(), grads["fast"][2].numpy())
 
 
 def test_non_finite_client_updates_are_dropped_as_tff_drops_them(tff_worker) -> None:
