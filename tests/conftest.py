@@ -55,11 +55,12 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, timeout: float = 600, **env: str
+    *args: str, cwd: Path, timeout: float = 600, module: str = "fedlab", **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m fedlab ARGS`` in ``cwd`` (where its mlflow.db and outputs/ land)."""
+    """``python -m fedlab ARGS`` (or another ``module``) in ``cwd``, where its mlflow.db and
+    outputs/ land."""
     return subprocess.run(
-        [sys.executable, "-m", "fedlab", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=cli_env(**env),
         capture_output=True,

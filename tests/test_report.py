@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from fedlab import paper
 from fedlab.report import RunSeries, group, report_sweep
 from fedlab.tracking import flatten
 from fedlab.tracking.mlflow import MlflowTracker
-from tests.conftest import CONF, QUICK, cli_env, run_cli
+from tests.conftest import CONF, QUICK, run_cli
 
 SWEEP_ID = "multirun/2026-01-01/00-00-00"
 BROKEN_SWEEP_ID = "multirun/2026-01-02/00-00-00"
@@ -220,13 +218,8 @@ def test_a_sweep_whose_jobs_all_failed_still_gets_a_report(store: Path, tmp_path
 
 def test_cli_compares_single_runs_and_names_the_paper_value(store: Path, tmp_path: Path):
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "fedlab.report", "--experiment", "singles", "--out", str(out)],
-        cwd=store,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        "--experiment", "singles", "--out", str(out), cwd=store, timeout=300, module="fedlab.report"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Configurations are named by what varies (C); the parent run is no configuration.
@@ -309,13 +302,8 @@ def test_paper_values_only_for_the_papers_settings(overrides, expected) -> None:
 )
 def test_cli_errors_are_one_line(store: Path, tmp_path: Path, args, in_store, message) -> None:
     cwd = store if in_store else tmp_path
-    result = subprocess.run(
-        [sys.executable, "-m", "fedlab.report", "--out", str(tmp_path / "out"), *args],
-        cwd=cwd,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        "--out", str(tmp_path / "out"), *args, cwd=cwd, timeout=300, module="fedlab.report"
     )
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
@@ -357,13 +345,8 @@ def test_a_real_sweep_reports_on_its_parent_run(tmp_path: Path) -> None:
     assert (tmp_path / sweep_dir / "report" / "summary.md").is_file()
 
     # The CLI finds the same sweep and reports the same table.
-    again = subprocess.run(
-        [sys.executable, "-m", "fedlab.report", "--sweep", "latest", "--no-log"],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    again = run_cli(
+        "--sweep", "latest", "--no-log", cwd=tmp_path, timeout=300, module="fedlab.report"
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_csv(tmp_path / "report" / "summary.csv") == table

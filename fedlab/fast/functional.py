@@ -14,6 +14,7 @@ round-off: a dense layer's input gradient (``_matmul``) and a convolution's kern
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,29 +138,16 @@ def functional_model(model_name: str, num_classes: int = 10) -> FunctionalModel:
             dilations = tuple(config["dilation_rate"])
             padding = config["padding"].upper()
 
-            # The first weighted layer's input is the data (no gradient needed).
-            first = k == 0
-            unit = strides == (1, 1) and dilations == (1, 1)
+            if strides == (1, 1) and dilations == (1, 1):
+                # The first weighted layer's input is the data: no input gradient needed.
+                convolve = functools.partial(conv2d, padding=padding, input_grad=k != 0)
+            else:
+                convolve = functools.partial(
+                    tf.nn.convolution, strides=strides, padding=padding, dilations=dilations
+                )
 
-            def conv(
-                ws,
-                t,
-                k=k,
-                b=b,
-                act=act,
-                strides=strides,
-                dilations=dilations,
-                pad=padding,
-                first=first,
-                unit=unit,
-            ):
-                kernel = tf.convert_to_tensor(ws[k])
-                if unit:
-                    out = conv2d(t, kernel, pad, input_grad=not first)
-                else:
-                    out = tf.nn.convolution(
-                        t, kernel, strides=strides, padding=pad, dilations=dilations
-                    )
+            def conv(ws, t, k=k, b=b, act=act, convolve=convolve):
+                out = convolve(t, tf.convert_to_tensor(ws[k]))
                 return act(tf.nn.bias_add(out, ws[b]))
 
             steps.append(conv)
