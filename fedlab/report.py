@@ -40,6 +40,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fedlab import paper  # noqa: E402
+from fedlab.config import affects_numbers  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -53,21 +54,6 @@ ARTIFACT_PATH = "report"
 FIGURE, TABLE_MD, TABLE_CSV = "test_accuracy.png", "summary.md", "summary.csv"
 BAND = "min–max over seeds"
 
-# Params that do not change a run's numbers (or only how long it runs): runs that differ only in
-# these, and in ``seed``, are one configuration. A sweep over one of them still separates them.
-BOOKKEEPING = {
-    "run_name",
-    "rounds",
-    "checkpoint_every",
-    "checkpoint_dir",
-    "resume",
-    "engine",
-    "objective",
-    "stop_at_target",
-    "dataset.source",
-    "dataset.path",
-}
-BOOKKEEPING_PREFIXES = ("hardware.", "tracking.")
 # What names a configuration when nothing varies.
 DESCRIBE = ("model.name", "partition.name", "C", "E", "B")
 MAX_LEFT_OUT_LINES = 10
@@ -248,7 +234,10 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
 
 
 def _is_bookkeeping(key: str) -> bool:
-    return key in BOOKKEEPING or key.startswith(BOOKKEEPING_PREFIXES)
+    """Params that do not change a run's numbers, up to round-off (``fedlab.config``): runs that
+    differ only in these, and in ``seed``, are one configuration. A sweep over one of them still
+    separates them."""
+    return not affects_numbers(key, exact=False)
 
 
 def _param_key(swept: str, params: dict[str, str]) -> str | None:
@@ -606,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> Report:
-    from fedlab.sweep import default_tracking_uri
+    from fedlab.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri(Path.cwd())
     client = _open_store(uri)

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import ConfigError, Objective, TrackingBackend, TrackingConfig
 from fedlab.errors import FULL_ERROR, describe
+from fedlab.tracking import default_tracking_uri
 
 ENV_PARENT_RUN = "FEDLAB_SWEEP_PARENT_RUN_ID"
 ENV_SWEEP_ID = "FEDLAB_SWEEP_ID"
@@ -44,11 +45,6 @@ SWEEP_TAG = "fedlab.sweep_id"
 JOB_TAG = "fedlab.job_num"
 TRIAL_TAG = "fedlab.trial"
 PARENT_TAG = "mlflow.parentRunId"
-
-
-def default_tracking_uri(cwd: str | Path) -> str:
-    """MLflow's store when ``tracking.uri`` is null: a SQLite file where the command runs."""
-    return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.experiment import run
+from fedlab.core.loop import run
 from fedlab.tracking import Tracker
 from tests.conftest import (
     QUICK,

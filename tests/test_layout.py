@@ -19,14 +19,14 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_only_fedlab_tff_imports_tensorflow_federated() -> None:
+def test_only_the_tff_backend_imports_tensorflow_federated() -> None:
     importers = {
         path.relative_to(REPO).as_posix()
         for path in (REPO / "fedlab").rglob("*.py")
         if any(m.split(".")[0] == "tensorflow_federated" for m in _imported_modules(path))
     }
     assert importers, "fedlab must use TFF somewhere"
-    assert all(p.startswith("fedlab/tff/") for p in importers), importers
+    assert all(p.startswith("fedlab/backends/tff/") for p in importers), importers
 
 
 def test_error_formatting_and_config_do_not_import_tensorflow() -> None:

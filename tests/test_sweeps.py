@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from fedlab import sweep
 from fedlab.config import Objective
-from fedlab.experiment import RunResult
+from fedlab.core.loop import RunResult
 from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

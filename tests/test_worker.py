@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from fedlab.tff.runtime import LocalWorker, loopback_shim
+from fedlab.backends.tff.runtime import LocalWorker, loopback_shim
 
 _LISTEN = "0A"
 

@@ -11,9 +11,10 @@ import numpy as np
 
 from fedlab.config import ClientSampling
 
-# Stream ids for numpy's SeedSequence, so partitioning, sampling and local data order draw from
-# independent streams of the one `seed`.
-PARTITION_STREAM = 0
+# Stream ids for numpy's SeedSequence, so partitioning (fedlab.data.federate), sampling and local
+# data order draw from independent streams of the one `seed`.
+from fedlab.data.federate import PARTITION_STREAM  # noqa: E402, F401
+
 SAMPLING_STREAM = 1
 CLIENT_ORDER_STREAM = 2
 

@@ -1,22 +1,19 @@
-"""What every FedAvg engine exchanges with the round loop, free of TFF and of TensorFlow.
+"""What the round loop and an engine pass each other, free of TFF and of TensorFlow.
 
-An engine (``fedlab.tff.TffFedAvg``: TFF's ``build_weighted_fed_avg`` in TFF's worker process;
-``fedlab.fast.FastFedAvg``: the same arithmetic in this process) exposes ``initialize`` /
-``next`` / ``model_weights`` / ``state_arrays`` / ``state_from_arrays``, as fedjax's algorithms
-expose init/apply. The round loop (``fedlab.experiment``) samples the clients, builds their
-``ClientWork`` and reads the ``RoundOutput``; it never knows which engine runs the round.
+An engine (``fedlab.backends.fast.FastEngine``: the algorithm in this process;
+``fedlab.backends.tff.TffEngine``: TFF's own builders in TFF's worker process) exposes
+``initialize`` / ``next`` / ``model_weights`` / ``state_arrays`` / ``state_from_arrays``, as
+fedjax's algorithms expose init/apply. The round loop (``fedlab.core.loop``) samples the
+clients, builds their ``ClientWork`` and reads the ``RoundOutput``; it never knows which engine,
+algorithm or aggregator runs the round.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-
-from fedlab.config import Engine, OptimizerConfig
 
 
 @dataclass(frozen=True)
@@ -25,13 +22,17 @@ class ClientWork:
 
     ``order`` holds, per local epoch, the order in which the client visits its examples
     (shape ``(E, n)``, indices into ``x``/``y``); each epoch is cut into batches of ``batch_size``
-    (``None``: the whole local dataset, the paper's B=∞).
+    (``None``: the whole local dataset, the paper's B=∞). ``client_id`` names the client, and
+    ``state`` is what the algorithm kept for it from its last round (``None`` the first time, or
+    when the algorithm keeps nothing per client).
     """
 
     x: np.ndarray
     y: np.ndarray
     order: np.ndarray
     batch_size: int | None
+    client_id: int = -1
+    state: list[np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class RoundOutput:
     out (``examples_trained < examples_expected``), and a mean update that is not finite is not
     applied (``update_skipped``). Every engine reports the same way, and the round loop turns
     both into errors or metrics.
+
+    ``client_states`` maps each client id whose per-client state changed to its new state;
+    ``algorithm_metrics`` are the algorithm's own (logged under ``algorithm/``).
     """
 
     state: Any
@@ -50,16 +54,18 @@ class RoundOutput:
     examples_trained: int
     examples_expected: int
     update_skipped: bool
+    client_states: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    algorithm_metrics: dict[str, float] = field(default_factory=dict)
 
 
-class FedAvgEngine(Protocol):
-    """FedAvg and its server-optimizer variants (Reddi et al. 2020), one round at a time."""
+class Engine(Protocol):
+    """One federated algorithm, one round at a time."""
 
     def initialize(self, weights: list[np.ndarray]) -> Any:
         """The server state, with the global model set to ``weights`` (Keras order)."""
 
     def next(self, state: Any, clients: list[ClientWork]) -> RoundOutput:
-        """One round of FedAvg on the sampled clients."""
+        """One round on the sampled clients."""
 
     def model_weights(self, state: Any) -> list[np.ndarray]:
         """The global model's weights in Keras order (trainable, then non-trainable)."""
@@ -83,30 +89,3 @@ def check_state_arrays(arrays: list[np.ndarray], template: list[np.ndarray]) -> 
                 f"array {i} is {got.dtype}{list(got.shape)}, "
                 f"this algorithm's state has {want.dtype}{list(want.shape)}"
             )
-
-
-def build_engine(
-    engine: Engine,
-    model_name: str,
-    client_optimizer: OptimizerConfig,
-    server_optimizer: OptimizerConfig,
-) -> FedAvgEngine:
-    """The engine ``engine`` names; TFF is imported only when it is the one asked for."""
-    if engine is Engine.tff:
-        from fedlab.tff import TffFedAvg
-
-        return TffFedAvg(model_name, client_optimizer, server_optimizer)
-    from fedlab.fast import FastFedAvg
-
-    return FastFedAvg(model_name, client_optimizer, server_optimizer)
-
-
-def engine_runtime(
-    engine: Engine, worker_env: dict[str, str], log_path: Path
-) -> contextlib.AbstractContextManager:
-    """What must run around the rounds: TFF's worker process for ``tff``, nothing otherwise."""
-    if engine is Engine.tff:
-        from fedlab.tff import LocalWorker
-
-        return LocalWorker(env=worker_env, log_path=log_path)
-    return contextlib.nullcontext()

@@ -1,9 +1,11 @@
-"""TFF 0.87's ``build_weighted_fed_avg`` recomputed in this process with plain TensorFlow.
+"""``engine=fast``: a federated algorithm's rounds in this process, with plain TensorFlow.
 
-Federated Averaging (McMahan et al. 2017, Algorithm 1) with the server optimizers of Reddi et al.
-2020, step for step as TFF computes it (``learning/algorithms/fed_avg.py``,
-``templates/model_delta_client_work.py``, ``aggregators/mean.py``,
-``templates/apply_optimizer_finalizer.py``):
+For FedAvg with the mean aggregator this is TFF 0.87's ``build_weighted_fed_avg`` recomputed
+step for step (``learning/algorithms/fed_avg.py``, ``templates/model_delta_client_work.py``,
+``aggregators/mean.py``, ``templates/apply_optimizer_finalizer.py``); other algorithms change
+the steps through the hooks of ``fedlab.algorithms.Algorithm`` (the local gradient, what a
+client uploads, the server's own state) and other aggregators the combination
+(``fedlab.aggregators``):
 
 - every sampled client starts from the global weights with a freshly initialised client optimizer
   (its hyperparameters come from the server state) and takes one step per batch, in the order of
@@ -37,10 +39,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from fedlab.algorithm import ClientWork, RoundOutput, check_state_arrays
-from fedlab.config import OptimizerConfig
-from fedlab.fast.functional import FunctionalModel, functional_model
-from fedlab.fast.optimizers import Optimizer
+from fedlab.aggregators import Aggregator
+from fedlab.algorithms import Algorithm
+from fedlab.backends.fast.functional import FunctionalModel, functional_model
+from fedlab.core.types import ClientWork, RoundOutput, check_state_arrays
+from fedlab.optimizers import Optimizer
 
 # How many clients train at the same time: one per core. fedlab runs this engine with one
 # intra-op thread (fedlab.hardware), so each client is single-threaded and the cores work on
@@ -65,14 +68,17 @@ class FastState:
     ``weights``: the global model (Keras order); ``client_hparams``: the client optimizer's
     hyperparameters (TFF's ``client_work`` state); ``server``: the server optimizer's state
     (TFF's ``finalizer`` state). TFF's ``distributor`` and ``aggregator`` states are empty.
+    ``algorithm``: the algorithm's own server state (SCAFFOLD's ``c``; empty for FedAvg, so that
+    FedAvg's state flattens exactly as TFF's).
     """
 
     weights: tuple[np.ndarray, ...]
     client_hparams: dict[str, np.ndarray]
     server: dict[str, Any]
+    algorithm: dict[str, list[np.ndarray]]
 
     def structure(self) -> tuple:
-        return (list(self.weights), self.client_hparams, self.server)
+        return (list(self.weights), self.client_hparams, self.server, self.algorithm)
 
 
 def _batch_bounds(work: ClientWork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,9 +106,10 @@ class _ClientTrainer:
     from a fresh optimizer state, as TFF re-initialises the client optimizer for every client.
     """
 
-    def __init__(self, model: FunctionalModel, optimizer: Optimizer) -> None:
+    def __init__(self, model: FunctionalModel, optimizer: Optimizer, algorithm: Algorithm) -> None:
         self.model = model
         self.optimizer = optimizer
+        self.algorithm = algorithm
         trainable = model.shapes[: model.num_trainable]
         self.weights = [tf.Variable(tf.zeros(s, tf.float32), name="w") for s in trainable]
         self.slots = {
@@ -119,10 +126,15 @@ class _ClientTrainer:
                 tf.TensorSpec((None,), tf.int32),  # flat visiting order
                 tf.TensorSpec((None,), tf.int32),  # batch starts in it
                 tf.TensorSpec((None,), tf.int32),  # batch sizes
+                # the algorithm's model-shaped inputs (SCAFFOLD's correction c - c_i)
+                [
+                    [tf.TensorSpec(s, tf.float32) for s in trainable]
+                    for _ in range(algorithm.num_client_inputs)
+                ],
             ],
         )
 
-    def _train(self, initial, hparams, x, y, order, starts, sizes):
+    def _train(self, initial, hparams, x, y, order, starts, sizes, inputs):
         forward = self.model.forward
         for w, value in zip(self.weights, initial, strict=True):
             w.assign(value)
@@ -140,6 +152,7 @@ class _ClientTrainer:
                 # Keras' SUM_OVER_BATCH_SIZE reduction, which TFF's Keras model uses.
                 loss = tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(size, tf.float32))
             grads = tape.gradient(loss, self.weights)
+            grads = self.algorithm.local_gradient(grads, self.weights, initial, inputs)
             self.optimizer.apply_to_variables(hparams, i + 1, self.weights, self.slots, grads)
             # TFF's Keras metrics see the batch's predictions before the step.
             hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb)
@@ -160,33 +173,34 @@ class _ClientTrainer:
         )
         update = [a - w.read_value() for a, w in zip(initial, self.weights, strict=True)]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(u)) for u in update])
-        # A non-finite update becomes zeros with weight 0, and the client's metrics drop out.
+        # A non-finite update drops out with weight 0, and so do the client's metrics.
         weight = tf.where(finite, tf.cast(examples, tf.float32), 0.0)
-        # TFF's weighted mean multiplies at the client: update * weight.
-        weighted = [tf.where(finite, u, tf.zeros_like(u)) * weight for u in update]
         count = tf.cast(examples, tf.float32)
         metrics = tf.where(finite, tf.stack([loss_total, count, correct, count]), tf.zeros(4))
-        return weighted, weight, metrics, tf.where(finite, examples, 0)
+        return update, weight, metrics, tf.where(finite, examples, 0), finite
 
 
-class FastFedAvg:
-    """FedAvg and its server-optimizer variants, computed in this process."""
+class FastEngine:
+    """An algorithm, an aggregator and a server optimizer, computed in this process."""
 
     def __init__(
         self,
-        model_name: str,
-        client_optimizer: OptimizerConfig,
-        server_optimizer: OptimizerConfig,
-        num_classes: int = 10,
+        keras_model: tf.keras.Model,
+        client_optimizer: Optimizer,
+        server_optimizer: Optimizer,
+        algorithm: Algorithm,
+        aggregator: Aggregator,
         parallel_clients: int | None = None,
     ) -> None:
-        self.model: FunctionalModel = functional_model(model_name, num_classes)
-        self.client_optimizer = Optimizer(client_optimizer)
-        self.server_optimizer = Optimizer(server_optimizer)
+        self.model: FunctionalModel = functional_model(keras_model)
+        self.client_optimizer = client_optimizer
+        self.server_optimizer = server_optimizer
+        self.algorithm = algorithm
+        self.aggregator = aggregator
         self.parallel_clients = parallel_clients or default_parallel_clients()
         self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
         for _ in range(self.parallel_clients):
-            self._trainers.put(_ClientTrainer(self.model, self.client_optimizer))
+            self._trainers.put(_ClientTrainer(self.model, client_optimizer, algorithm))
         self._pool = (
             ThreadPoolExecutor(self.parallel_clients, thread_name_prefix="fedlab-client")
             if self.parallel_clients > 1
@@ -194,15 +208,14 @@ class FastFedAvg:
         )
         self._server_step = tf.function(self._server_update)
 
-    # -- the server: TFF's mean aggregator and apply_optimizer_finalizer ---------------------
+    # -- the server: TFF's apply_optimizer_finalizer ---------------------------------------
 
-    def _server_update(self, weights, server_state, weighted_sum, weight_sum):
-        mean = [tf.math.divide(s, weight_sum) for s in weighted_sum]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(m)) for m in mean])
-        new_state, new_weights = self.server_optimizer.step(server_state, list(weights), mean)
+    def _server_update(self, weights, server_state, aggregate):
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(m)) for m in aggregate])
+        new_state, new_weights = self.server_optimizer.step(server_state, list(weights), aggregate)
         return new_state, new_weights, tf.logical_not(finite)
 
-    # -- the FedAvgEngine protocol ------------------------------------------------------------
+    # -- the Engine protocol --------------------------------------------------------------
 
     def initialize(self, weights: list[np.ndarray]) -> FastState:
         """The server state, with the global model set to ``weights`` (Keras order)."""
@@ -210,26 +223,35 @@ class FastFedAvg:
         shapes = [tuple(w.shape) for w in weights]
         if shapes != list(self.model.shapes):
             raise ValueError(f"weights of shapes {shapes}, the model has {list(self.model.shapes)}")
-        trainable = self.model.shapes[: self.model.num_trainable]
+        trainable = self.trainable_shapes
         return FastState(
             weights=tuple(weights),
             client_hparams={
                 k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())
             },
             server=self.server_optimizer.initial_state(trainable),
+            algorithm=self.algorithm.initial_state(trainable),
         )
 
+    @property
+    def trainable_shapes(self) -> list[tuple[int, ...]]:
+        return list(self.model.shapes[: self.model.num_trainable])
+
     def next(self, state: FastState, clients: list[ClientWork]) -> RoundOutput:
-        """One round of FedAvg on the sampled clients."""
+        """One round of the algorithm on the sampled clients."""
+        if not clients:
+            raise ValueError("a round needs at least one client")
         k = self.model.num_trainable
         weights = [tf.constant(w) for w in state.weights[:k]]
         hparams = {key: tf.constant(v, tf.float32) for key, v in state.client_hparams.items()}
+        algorithm, shapes = self.algorithm, self.trainable_shapes
 
         def train(work: ClientWork):
             order, starts, sizes = _batch_bounds(work)
+            inputs = algorithm.client_inputs(state.algorithm, work.state, shapes)
             trainer = self._trainers.get()
             try:
-                return trainer.train(
+                update, weight, metrics, trained, finite = trainer.train(
                     weights,
                     hparams,
                     tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1)),
@@ -237,37 +259,50 @@ class FastFedAvg:
                     tf.constant(order),
                     tf.constant(starts),
                     tf.constant(sizes),
+                    [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
                 )
             finally:
                 self._trainers.put(trainer)
+            if not bool(finite):
+                return None, 0.0, metrics.numpy(), 0, {}, None
+            update = [u.numpy() for u in update]
+            extra, client_state = algorithm.client_result(
+                update, len(starts), inputs, work.state, state.algorithm
+            )
+            return update, float(weight), metrics.numpy(), int(trained), extra, client_state
 
         results = list(self._pool.map(train, clients)) if self._pool else map(train, clients)
-        weighted_sum = None
-        weight_sum = tf.constant(0.0)
+        updates, weights_of, uploads, client_states = [], [], [], {}
         metric_sums = np.zeros(4, np.float32)
         examples = 0
-        for weighted, weight, metrics, trained in results:
-            weighted_sum = (
-                list(weighted)
-                if weighted_sum is None
-                else [a + b for a, b in zip(weighted_sum, weighted, strict=True)]
+        for work, (update, weight, metrics, trained, extra, client_state) in zip(
+            clients, results, strict=True
+        ):
+            metric_sums += metrics
+            examples += trained
+            if update is None:
+                continue  # not finite: TFF gives it weight 0 and drops its metrics
+            updates.append(update)
+            weights_of.append(weight)
+            uploads.append(extra)
+            if client_state is not None:
+                client_states[work.client_id] = client_state
+        aggregate = self.aggregator.aggregate(updates, weights_of) if updates else None
+        skipped = aggregate is None
+        if not skipped:
+            server = {
+                key: [tf.constant(a) for a in v] if isinstance(v, list) else tf.constant(v)
+                for key, v in state.server.items()
+            }
+            new_server, new_weights, not_finite = self._server_step(
+                weights, server, [tf.constant(a) for a in aggregate]
             )
-            weight_sum = weight_sum + weight
-            metric_sums += metrics.numpy()
-            examples += int(trained)
-        if weighted_sum is None:
-            raise ValueError("a round needs at least one client")
-        server = {
-            key: [tf.constant(a) for a in v] if isinstance(v, list) else tf.constant(v)
-            for key, v in state.server.items()
-        }
-        new_server, new_weights, skipped = self._server_step(
-            weights, server, weighted_sum, weight_sum
-        )
-        skipped = bool(skipped)
+            skipped = bool(not_finite)
+        algorithm_metrics: dict[str, float] = {}
         if skipped:
-            next_state = state
+            next_state, client_states = state, {}
         else:
+            new_algorithm, algorithm_metrics = algorithm.server_update(state.algorithm, uploads)
             next_state = FastState(
                 weights=(*(w.numpy() for w in new_weights), *state.weights[k:]),
                 client_hparams=state.client_hparams,
@@ -275,6 +310,7 @@ class FastFedAvg:
                     key: [a.numpy() for a in v] if isinstance(v, list) else v.numpy()
                     for key, v in new_server.items()
                 },
+                algorithm=new_algorithm,
             )
         loss_total, loss_count, correct, count = (float(v) for v in metric_sums)
         return RoundOutput(
@@ -285,6 +321,8 @@ class FastFedAvg:
             examples_trained=examples,
             examples_expected=sum(int(np.asarray(work.order).size) for work in clients),
             update_skipped=skipped,
+            client_states=client_states,
+            algorithm_metrics=algorithm_metrics,
         )
 
     def model_weights(self, state: FastState) -> list[np.ndarray]:
@@ -293,14 +331,20 @@ class FastFedAvg:
 
     def state_arrays(self, state: FastState) -> list[np.ndarray]:
         """The whole server state as a flat list of arrays, in the order TFF's state flattens:
-        global weights, client optimizer hyperparameters, server optimizer state (sorted keys)."""
+        global weights, client optimizer hyperparameters, server optimizer state (sorted keys);
+        then the algorithm's own state, if it has any."""
         return [np.asarray(leaf) for leaf in tf.nest.flatten(state.structure())]
 
     def state_from_arrays(self, arrays: list[np.ndarray]) -> FastState:
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
         template = self.initialize([np.zeros(s, np.float32) for s in self.model.shapes])
         check_state_arrays(arrays, self.state_arrays(template))
-        weights, hparams, server = tf.nest.pack_sequence_as(
+        weights, hparams, server, algorithm = tf.nest.pack_sequence_as(
             template.structure(), [np.array(a) for a in arrays]
         )
-        return FastState(weights=tuple(weights), client_hparams=dict(hparams), server=dict(server))
+        return FastState(
+            weights=tuple(weights),
+            client_hparams=dict(hparams),
+            server=dict(server),
+            algorithm=dict(algorithm),
+        )

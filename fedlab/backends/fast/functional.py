@@ -1,7 +1,7 @@
 """fedlab's Keras models as pure functions of their weights, for training without variables.
 
-The layers of a ``fedlab.models`` model are read once and turned into the TensorFlow ops Keras
-2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
+The layers of a Keras model (``fedlab.models``) are read once and turned into the TensorFlow ops
+Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
 ``bias_add``; ``MaxPool2D``: ``max_pool2d``), taking the weights as tensors in Keras order. With
 the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
 them, and two clients can train at the same time without sharing a variable.
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-
-from fedlab.models import build_model
 
 Forward = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
 
@@ -111,9 +109,9 @@ def _activation(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
     raise ValueError(f"activation {name!r} is not supported by the fast engine")
 
 
-def functional_model(model_name: str, num_classes: int = 10) -> FunctionalModel:
-    """The forward pass of ``fedlab.models.build_model(model_name)`` as a function of weights."""
-    model = build_model(model_name, num_classes)
+def functional_model(model: tf.keras.Model) -> FunctionalModel:
+    """The forward pass of the Keras ``model`` as a function of its weights."""
+    model_name = model.name
     layers = tf.keras.layers
     steps: list[Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]] = []
     macs = 0

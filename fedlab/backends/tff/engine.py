@@ -1,53 +1,34 @@
-"""Federated Averaging (McMahan et al. 2017, Algorithm 1) as TFF's ``build_weighted_fed_avg``.
+"""``engine=tff``: an algorithm as TFF 0.87's own builder computes it, in TFF's worker.
 
-The server optimizer turns FedAvg into its generalisations (Reddi et al. 2020, "Adaptive Federated
-Optimization"): server SGD with lr 1.0 is FedAvg, SGD with momentum is FedAvgM, Adam / Yogi /
-Adagrad are FedAdam / FedYogi / FedAdagrad. The client update is weighted by its number of
-examples, as in the paper.
+The algorithm names its ``tff.learning.algorithms`` builder (FedAvg: ``build_weighted_fed_avg``,
+FedProx: ``build_weighted_fed_prox``), the optimizers name theirs in
+``tff.learning.optimizers``, and the aggregator its ``tff.aggregators`` factory; this module
+only looks them up by name. The server optimizer turns FedAvg into its generalisations (Reddi et
+al. 2020): FedAvgM, FedAdam, FedYogi, FedAdagrad.
 
 This class knows nothing of rounds, sampling or evaluation: the round loop in
-``fedlab.experiment`` drives it through ``initialize`` / ``next`` / ``model_weights``.
+``fedlab.core.loop`` drives it through ``initialize`` / ``next`` / ``model_weights``.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from fedlab.algorithm import ClientWork, RoundOutput, check_state_arrays
-from fedlab.config import OptimizerConfig, OptimizerName
-from fedlab.models import INPUT_DIM, build_model
+from fedlab.aggregators import Aggregator
+from fedlab.algorithms import Algorithm
+from fedlab.core.types import ClientWork, RoundOutput, check_state_arrays
+from fedlab.optimizers import Optimizer
 
 
-def build_optimizer(cfg: OptimizerConfig) -> tff.learning.optimizers.Optimizer:
-    """A TFF optimizer from the shared client/server optimizer schema."""
-    opt = tff.learning.optimizers
-    if cfg.name is OptimizerName.sgd:
-        return opt.build_sgdm(learning_rate=cfg.lr)
-    if cfg.name is OptimizerName.sgdm:
-        return opt.build_sgdm(learning_rate=cfg.lr, momentum=cfg.momentum)
-    if cfg.name is OptimizerName.adam:
-        return opt.build_adam(
-            learning_rate=cfg.lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon
-        )
-    if cfg.name is OptimizerName.yogi:
-        return opt.build_yogi(
-            learning_rate=cfg.lr,
-            beta_1=cfg.beta_1,
-            beta_2=cfg.beta_2,
-            epsilon=cfg.epsilon,
-            initial_preconditioner_value=cfg.initial_accumulator,
-        )
-    if cfg.name is OptimizerName.adagrad:
-        return opt.build_adagrad(
-            learning_rate=cfg.lr,
-            initial_preconditioner_value=cfg.initial_accumulator,
-            epsilon=cfg.epsilon,
-        )
-    raise ValueError(f"optimizer {cfg.name!r} is unknown")
+def tff_optimizer(optimizer: Optimizer) -> tff.learning.optimizers.Optimizer:
+    """TFF's own optimizer for one of fedlab's (same formulas: fedlab.optimizers)."""
+    build = getattr(tff.learning.optimizers, optimizer.tff_builder)
+    return build(**optimizer.tff_arguments())
 
 
 def client_dataset(work: ClientWork) -> tf.data.Dataset:
@@ -66,34 +47,42 @@ def client_dataset(work: ClientWork) -> tf.data.Dataset:
     )
 
 
-class TffFedAvg:
-    """FedAvg and its server-optimizer variants on TensorFlow Federated."""
+class TffEngine:
+    """An algorithm, an aggregator and a server optimizer on TensorFlow Federated."""
 
     def __init__(
         self,
-        model_name: str,
-        client_optimizer: OptimizerConfig,
-        server_optimizer: OptimizerConfig,
-        num_classes: int = 10,
+        make_keras_model,
+        input_shape: tuple[int, ...],
+        client_optimizer: Optimizer,
+        server_optimizer: Optimizer,
+        algorithm: Algorithm,
+        aggregator: Aggregator,
     ) -> None:
+        if algorithm.tff_builder is None or aggregator.tff_factory is None:
+            # fedlab.config refuses these before a run starts; this guards direct use.
+            raise ValueError(f"TFF 0.87 has no {algorithm.name} with {aggregator.name}")
         input_spec = collections.OrderedDict(
-            x=tf.TensorSpec([None, INPUT_DIM], tf.float32),
+            x=tf.TensorSpec([None, math.prod(input_shape)], tf.float32),
             y=tf.TensorSpec([None], tf.int32),
         )
 
         def model_fn() -> tff.learning.models.VariableModel:
             # TFF calls this inside its own graph contexts: build a fresh Keras model each time.
             return tff.learning.models.from_keras_model(
-                build_model(model_name, num_classes),
+                make_keras_model(),
                 loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 input_spec=input_spec,
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy()],
             )
 
-        self.process = tff.learning.algorithms.build_weighted_fed_avg(
+        build = getattr(tff.learning.algorithms, algorithm.tff_builder)
+        self.process = build(
             model_fn,
-            client_optimizer_fn=build_optimizer(client_optimizer),
-            server_optimizer_fn=build_optimizer(server_optimizer),
+            client_optimizer_fn=tff_optimizer(client_optimizer),
+            server_optimizer_fn=tff_optimizer(server_optimizer),
+            model_aggregator=getattr(tff.aggregators, aggregator.tff_factory)(),
+            **algorithm.tff_arguments(),
         )
 
     def initialize(self, weights: list[np.ndarray]):
@@ -107,7 +96,7 @@ class TffFedAvg:
         )
 
     def next(self, state, clients: list[ClientWork]) -> RoundOutput:
-        """One round of FedAvg on the sampled clients."""
+        """One round of the algorithm on the sampled clients."""
         output = self.process.next(state, [client_dataset(work) for work in clients])
         train = output.metrics["client_work"]["train"]
         return RoundOutput(
