@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from fedlab.aggregators import AGGREGATORS, build_aggregator
-from fedlab.algorithms import ALGORITHMS, build_algorithm
+from fedlab.algorithms import ALGORITHMS
 from fedlab.backends import RoundParts
 from fedlab.data.mnist import Mnist
 from fedlab.models import build_model
@@ -26,10 +26,13 @@ def parts(
     algorithm: str = "fedavg",
     aggregator: str = "mean",
     num_clients: int = 100,
+    algorithm_class: type | None = None,
     **keys,
 ) -> RoundParts:
-    """``keys`` go to the algorithm's or the aggregator's config, whichever has them."""
-    algo_cls, agg_cls = ALGORITHMS.get(algorithm), AGGREGATORS.get(aggregator)
+    """``keys`` go to the algorithm's or the aggregator's config, whichever has them;
+    ``algorithm_class`` replaces the registered class of ``algorithm`` (a variant under test)."""
+    algo_cls = algorithm_class or ALGORITHMS.get(algorithm)
+    agg_cls = AGGREGATORS.get(aggregator)
     algo_fields = set(algo_cls.Config.__dataclass_fields__)
     algo_cfg = algo_cls.Config(
         name=algorithm, **{k: v for k, v in keys.items() if k in algo_fields}
@@ -44,7 +47,7 @@ def parts(
         num_classes=MNIST_SHAPE[1],
         client_optimizer=client_optimizer,
         server_optimizer=build_optimizer(server),
-        algorithm=build_algorithm(algo_cfg, client_optimizer, num_clients),
+        algorithm=algo_cls(algo_cfg, client_optimizer, num_clients),
         aggregator=build_aggregator(agg_cfg),
     )
 

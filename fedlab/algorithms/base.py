@@ -55,6 +55,10 @@ class Algorithm:
     upload_copies: ClassVar[int] = 1
     #: How many model-shaped inputs ``client_inputs`` gives each client's training.
     num_client_inputs: ClassVar[int] = 0
+    #: Whether the server state holds the client optimizer's hyperparameters, as TFF's
+    #: ``build_weighted_fed_avg`` does (its client work's state); TFF's FedProx does not. The
+    #: fast engine lays out its state as TFF's, so that checkpoints move between engines.
+    client_hparams_in_state: ClassVar[bool] = True
 
     def __init__(self, cfg: Any, client_optimizer: Any, num_clients: int) -> None:
         self.cfg = cfg

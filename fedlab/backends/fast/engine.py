@@ -226,12 +226,13 @@ class FastEngine:
         trainable = self.trainable_shapes
         return FastState(
             weights=tuple(weights),
-            client_hparams={
-                k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())
-            },
+            client_hparams=self._client_hparams() if self.algorithm.client_hparams_in_state else {},
             server=self.server_optimizer.initial_state(trainable),
             algorithm=self.algorithm.initial_state(trainable),
         )
+
+    def _client_hparams(self) -> dict[str, np.float32]:
+        return {k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())}
 
     @property
     def trainable_shapes(self) -> list[tuple[int, ...]]:
@@ -243,7 +244,8 @@ class FastEngine:
             raise ValueError("a round needs at least one client")
         k = self.model.num_trainable
         weights = [tf.constant(w) for w in state.weights[:k]]
-        hparams = {key: tf.constant(v, tf.float32) for key, v in state.client_hparams.items()}
+        client_hparams = state.client_hparams or self._client_hparams()
+        hparams = {key: tf.constant(v, tf.float32) for key, v in client_hparams.items()}
         algorithm, shapes = self.algorithm, self.trainable_shapes
 
         def train(work: ClientWork):
