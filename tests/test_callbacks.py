@@ -653,11 +653,6 @@ class InterruptedTracker(RecordingTracker):
         super().log_metrics(metrics, step)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CheckpointCallback.on_interrupt saves a round whose metrics TrackingCallback never "
-    "logged; a resumed run starts after it, so the round's metrics are lost for good",
-)
 def test_an_interrupt_while_logging_a_round_leaves_no_hole_in_the_metrics(setup, tmp_path) -> None:
     tracker = InterruptedTracker(at=2)
     path = tmp_path / "run-key.npz"

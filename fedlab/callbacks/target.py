@@ -30,8 +30,8 @@ class TargetCallback(Callback):
 
 
 class TimingCallback(Callback):
-    """``time/round_s``: from the round's start to here (training and evaluation); keep it last
-    among the measuring callbacks."""
+    """``time/round_s``: from the round's start to here (training and evaluation); keep it after
+    every measuring callback but the tracking one."""
 
     def measure(self, ctx, record) -> None:
         record.metrics["time/round_s"] = time.monotonic() - record.started

@@ -9,7 +9,12 @@ from fedlab.callbacks.base import Callback
 
 class TrackingCallback(Callback):
     """Logs each round once: rounds up to ``logged_up_to`` are already in the tracker (a run
-    killed after logging a round but before checkpointing it recomputes it, identically)."""
+    killed after logging a round but before checkpointing it recomputes it, identically).
+
+    It logs in ``measure``, the last callback to measure, so before the round becomes the run's
+    state: an interrupt while logging leaves the round uncommitted, the checkpoint keeps the
+    round before, and a re-run recomputes this one (logging it only if it did not get through).
+    Logging after the commit would let a checkpoint hold a round the tracker never received."""
 
     def __init__(self, tracker, logged_up_to: int, output_dir: Path, make_model, log_model: bool):
         self.tracker = tracker
@@ -18,7 +23,7 @@ class TrackingCallback(Callback):
         self.make_model = make_model
         self.log_model = log_model
 
-    def after_round(self, ctx, record) -> None:
+    def measure(self, ctx, record) -> None:
         if record.round > self.logged_up_to:
             self.tracker.log_metrics(record.metrics, step=record.round)
 

@@ -303,8 +303,8 @@ def _train(
             cfg.rounds,
         ),
         TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
-        TimingCallback(),  # the last to measure
-        TrackingCallback(
+        TimingCallback(),
+        TrackingCallback(  # logs in measure, last: see TrackingCallback
             tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model
         ),
     ]
