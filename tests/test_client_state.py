@@ -15,7 +15,8 @@ def _state(value: float) -> list[np.ndarray]:
 
 
 def _files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    # The store makes its folder on its first commit with something to write.
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
 def _written(directory: Path) -> dict[str, tuple[int, int]]:

@@ -32,9 +32,8 @@ class ClientStateStore:
         self.directory = directory
         self.index: dict[int, int] = dict(index or {})  # client id -> round of its file
         self._dirty: dict[int, tuple[int, list[np.ndarray]]] = {}
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._remove_unlisted()
+        if directory is not None and directory.is_dir():
+            self._remove_unlisted()  # files of rounds after the checkpoint: a killed run's
 
     def __len__(self) -> int:
         return len(set(self.index) | set(self._dirty))
@@ -62,6 +61,8 @@ class ClientStateStore:
         must record. Superseded files are removed by ``prune`` once that checkpoint is written."""
         if self.directory is None:
             return {}
+        if self._dirty:
+            self.directory.mkdir(parents=True, exist_ok=True)  # only algorithms that keep state
         for client_id, (round_num, arrays) in sorted(self._dirty.items()):
             _write_npz(self._file(client_id, round_num), arrays)
             self.index[client_id] = round_num
@@ -70,7 +71,7 @@ class ClientStateStore:
 
     def prune(self) -> None:
         """Delete the files no checkpoint lists any more (call after the checkpoint is saved)."""
-        if self.directory is not None:
+        if self.directory is not None and self.directory.is_dir():
             self._remove_unlisted()
 
     def _remove_unlisted(self) -> None:
@@ -82,7 +83,7 @@ class ClientStateStore:
                 path.unlink(missing_ok=True)
 
     def nbytes_on_disk(self) -> int:
-        if self.directory is None:
+        if self.directory is None or not self.directory.is_dir():
             return 0
         return sum(p.stat().st_size for p in self.directory.iterdir() if _NAME.match(p.name))
 
