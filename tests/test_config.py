@@ -168,6 +168,46 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path: Path, args, expected) -> No
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
 
 
+def _groups_without_a_default_option() -> list[str]:
+    """The groups of conf/config.yaml's defaults list that choose nothing by default (``group:
+    null``) or are marked ``optional``: the preset groups, now and any added later. Hydra drops
+    an unknown option of an ``optional`` group without a word."""
+    found = []
+    for entry in OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))["defaults"]:
+        if not isinstance(entry, dict):
+            continue
+        ((key, option),) = entry.items()
+        words = key.split()
+        if option is None or words[0] == "optional":
+            found.append(words[-1].split("@")[0].lstrip("/"))
+    return found
+
+
+PRESET_GROUPS = _groups_without_a_default_option()
+
+
+def test_the_preset_groups_are_found_in_the_defaults_list() -> None:
+    assert {"experiment", "hparams_search"} <= set(PRESET_GROUPS)
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+@pytest.mark.parametrize("group", PRESET_GROUPS)
+def test_an_unknown_preset_is_refused_like_any_unknown_option(
+    tmp_path: Path, group: str, multirun: bool
+) -> None:
+    """``experiment=tabel2_cnn`` once ran the default 1000-round CNN without a word."""
+    args = ["-m"] if multirun else []
+    result = run_cli(*args, f"{group}=nope", "rounds=1", cwd=tmp_path, timeout=120)
+    allowed = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    assert result.stderr.strip().splitlines() == [
+        f"fedlab: error: {group}=nope is not an option; allowed: {allowed}"
+    ], result.stderr[-2000:]
+    assert result.stdout == ""
+    assert not (tmp_path / "mlflow.db").exists()  # no run, no sweep's parent run
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
 def test_cli_full_error_shows_the_traceback(tmp_path: Path) -> None:
     result = run_cli("C=1.5", cwd=tmp_path, timeout=120, HYDRA_FULL_ERROR="1")
     assert result.returncode != 0
