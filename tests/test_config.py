@@ -245,7 +245,7 @@ RUNTIME_BAD = [
         ["dataset.source=keras", "dataset.path=/nonexistent/mnist.npz"],
         "no MNIST data: tried Keras file /nonexistent/mnist.npz (missing)",
     ),
-    (["hardware=gpu"], "hardware=gpu, but TensorFlow sees no GPU on this machine"),
+    # hardware=gpu: see test_hardware_gpu_runs_or_is_refused_as_the_machine_has_a_gpu.
 ]
 
 
@@ -265,3 +265,43 @@ def test_cli_rejects_bad_runtime_input_in_one_line(tmp_path: Path, args, expecte
         with sqlite3.connect(db) as conn:
             statuses = [s for (s,) in conn.execute("select status from runs")]
         assert "RUNNING" not in statuses
+
+
+def _tensorflow_sees_a_gpu() -> bool:
+    """Whether TensorFlow finds a GPU in a fresh process, with the environment the CLI gets."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return int(done.stdout.strip().splitlines()[-1]) > 0
+
+
+def test_hardware_gpu_runs_or_is_refused_as_the_machine_has_a_gpu(tmp_path: Path) -> None:
+    """On a machine without a GPU, hardware=gpu is refused in one line before a run starts; on
+    one with a GPU, it runs."""
+    import sqlite3
+
+    result = run_cli("hardware=gpu", "model=logreg", "rounds=1", cwd=tmp_path, timeout=300)
+    if _tensorflow_sees_a_gpu():
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.startswith("After 1 rounds: final test accuracy "), result.stdout
+        return
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "fedlab: error: hardware=gpu, but TensorFlow sees no GPU on this machine; "
+        "allowed here: hardware=cpu"
+    ], result.stderr[-2000:]
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            assert "RUNNING" not in [s for (s,) in conn.execute("select status from runs")]
