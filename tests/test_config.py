@@ -3,6 +3,7 @@ rejected with one line naming the value and what is allowed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ BAD_VALUES = [
     (["partition=shards", "partition.shards_per_client=0"], ["shards_per_client=0", ">= 1"]),
     (["tracking.uri=foo://bar"], ["foo://bar", "sqlite://"]),
     (["tracking.experiment= "], ["tracking.experiment", "non-empty"]),
+    # Local work that cannot be held in memory (it once hung at the first round).
+    (["E=1000000000000"], ["E=1000000000000", "GB", "allowed here: 1 <= E <= "]),
+    (["E=1000000000000", "C=0", "num_clients=1"], ["E=1000000000000", "1 client x E epochs"]),
     # Cross-field rules (STYLE.md: clients per round <= clients, shards fit the data).
     (["num_clients=70000"], ["num_clients=70000", "at most 60000"]),
     (
@@ -135,6 +139,34 @@ def test_every_bad_value_through_the_cli(tmp_path: Path, overrides, words) -> No
     assert len(lines) == 1 and lines[0].startswith("fedlab: error: "), result.stderr[-2000:]
     assert all(word in lines[0] for word in words), lines[0]
     assert not (tmp_path / "mlflow.db").exists()  # no run was started, so none is left RUNNING
+
+
+def test_E_up_to_the_limit_composes_and_one_more_is_refused(compose_cfg) -> None:
+    """The limit in the message is the real one on this machine, for the 2NN at C=0.1 and at
+    one client a round."""
+    import re
+
+    for overrides in (["model=2nn"], ["model=2nn", "C=0"]):
+        with pytest.raises(ConfigError) as info:
+            OmegaConf.to_object(compose_cfg(*overrides, "E=1000000000000"))
+        limit = int(re.search(r"allowed here: 1 <= E <= (\d+)$", str(info.value)).group(1))
+        assert limit >= 1000  # a large E that fits (the paper's largest is 20) is left to run
+        epochs = OmegaConf.to_object(compose_cfg(*overrides, f"E={limit}")).E
+        assert epochs == limit
+        with pytest.raises(ConfigError, match=f"E={limit + 1} is invalid"):
+            OmegaConf.to_object(compose_cfg(*overrides, f"E={limit + 1}"))
+
+
+def test_cli_refuses_local_work_that_cannot_fit_at_once(tmp_path: Path) -> None:
+    """``E=1000000000000 model=2nn rounds=1`` printed nothing for over a minute."""
+    started = time.monotonic()
+    result = run_cli("E=1000000000000", "model=2nn", "rounds=1", cwd=tmp_path, timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab: error: E=1000000000000 is invalid")
+    assert "allowed here: 1 <= E <= " in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_wrong_type_fails_at_compose_time(compose_cfg) -> None:
