@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -81,6 +83,28 @@ NOT_IN_NUMBERS = (
 # The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
 # report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
 SAME_UP_TO_ROUND_OFF = ("engine",)
+
+# A round's local work as memory (see RunConfig._check_local_work_fits): each of its m clients
+# visits E x n examples, in an order held as one int64 index per visit
+# (fedlab.sampling.local_order) for the whole round; the client being trained makes about three
+# more such copies (stacking the epochs, the engines' int32 copy and TensorFlow's, the batch
+# bounds). The engines index one client's visits with int32.
+_BYTES_PER_VISIT = 8
+_TRAINING_COPIES = 3
+_MAX_VISITS_PER_CLIENT = 2**31 - 1
+
+
+def memory_bytes() -> int:
+    """This machine's memory, or the container's limit (cgroup v2 or v1) where that is less."""
+    found = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found = min(found, int(text))
+    return found
 
 
 def affects_numbers(key: str, exact: bool) -> bool:
@@ -317,6 +341,42 @@ class RunConfig:
                 f"; allowed: engine={'|'.join(plugin.engines)}",
             )
             plugin.check(chosen, self)
+        self._check_local_work_fits()
+
+    def largest_client(self) -> int:
+        """The most examples a client holds under this partition (iid and dirichlet: equal
+        shares of examples // K; shards: shards_per_client shards)."""
+        from fedlab.data import DATASETS
+
+        examples = DATASETS.get(self.dataset.name).train_examples
+        part = self.partition
+        if part.name is PartitionName.shards:
+            size = part.shard_size or examples // (self.num_clients * part.shards_per_client)
+            return part.shards_per_client * size
+        return examples // self.num_clients
+
+    def _check_local_work_fits(self) -> None:
+        """E large enough that a round's visiting order cannot be held fails now, in one line,
+        instead of hanging while the first round builds it (E=10^12 once printed nothing)."""
+        m, n, epochs = self.clients_per_round, self.largest_client(), self.E
+        memory = memory_bytes()
+        per_epoch = _BYTES_PER_VISIT * n * (m + _TRAINING_COPIES)
+        by_memory, by_index = memory // per_epoch, _MAX_VISITS_PER_CLIENT // n
+        limit = min(by_memory, by_index)
+        if epochs <= limit:
+            return
+        if by_memory <= by_index:
+            why = (
+                f"needs {per_epoch * epochs / 1e9:,.1f} GB for its visiting order, and this "
+                f"machine has {memory / 1e9:,.1f} GB"
+            )
+        else:
+            why = f"is over the {_MAX_VISITS_PER_CLIENT} visits a client that the engines index"
+        _require(
+            False,
+            f"E={epochs} is invalid: a round's local training ({m} client{'s' * (m > 1)} x E "
+            f"epochs x {n} examples) {why}; allowed here: 1 <= E <= {limit}",
+        )
 
     def _check_clients_fit_the_data(self) -> None:
         from fedlab.data import DATASETS

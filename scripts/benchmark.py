@@ -44,6 +44,9 @@ accuracy reaches ``--target`` (0.99), evaluating every ``--eval-every`` rounds, 
 
 No process outlives the benchmark: each child runs in a session of its own, the whole session
 is killed when the child is done, and the benchmark checks that no worker_binary is left.
+
+The report (and ``--json``) names the CPU it ran on, its model and vector extensions (AVX2,
+AVX-512, AMX, ...): the same command gives figures several-fold apart on different CPUs.
 """
 
 from __future__ import annotations
@@ -76,6 +79,41 @@ NOTEBOOK = {
     "examples_per_client": 600,
     "seed": 0,
 }
+
+
+# The SIMD extensions that decide how fast TensorFlow's CPU kernels run, as /proc/cpuinfo names
+# them: figures differ several-fold between CPUs (README, Performance), so every report says
+# which CPU it was taken on.
+VECTOR_EXTENSIONS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU's model name and which of ``VECTOR_EXTENSIONS`` it has (from the first
+    processor's ``model name`` and ``flags`` lines; "unknown" and [] where there are none)."""
+    model, flags = "unknown", set()
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"model": model, "vector_extensions": [e for e in VECTOR_EXTENSIONS if e in flags]}
 
 
 # -- the child side: one path --------------------------------------------------------------------
@@ -632,9 +670,11 @@ def main(argv=None) -> None:
         f"training FLOPs: {per_example / 1e6:.1f} MFLOP per example (3 x forward, 2 per MAC), "
         f"{per_round / 1e9:.1f} GFLOP per round of {examples} examples"
     )
+    cpu = cpu_info()
     print(
-        f"machine: {os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.2f} "
-        "(other work on the machine slows every figure)"
+        f"machine: {os.cpu_count()} CPUs, {cpu['model']} "
+        f"({', '.join(cpu['vector_extensions']) or 'no vector extensions found'}); "
+        f"load average now {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)"
     )
     report: dict = {
         "workload": NOTEBOOK,
@@ -647,6 +687,7 @@ def main(argv=None) -> None:
         "flops_per_example": per_example,
         "flops_per_round": per_round,
         "cpus": os.cpu_count(),
+        "cpu": cpu,
         "load_average_start": os.getloadavg(),
     }
 

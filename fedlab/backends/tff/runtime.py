@@ -46,6 +46,8 @@ from tensorflow_federated.python.core.environments.tensorflow_frontend import (
     tensorflow_computation,
 )
 
+from fedlab.errors import UserError
+
 _PR_SET_PDEATHSIG = 1
 _GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
 _GRPC_OPTIONS = [
@@ -55,8 +57,9 @@ _GRPC_OPTIONS = [
 ]
 
 
-class WorkerError(RuntimeError):
-    """TFF's worker could not be started or died."""
+class WorkerError(UserError):
+    """TFF's worker could not be started or died (one line: the CLI prints it without a
+    traceback)."""
 
 
 def worker_binary_path() -> Path:
