@@ -9,6 +9,7 @@ Bad input ends in one line on stderr naming the value and what is allowed, and e
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -90,6 +91,20 @@ def _run(dict_cfg: DictConfig) -> float:
     return sweep.objective_value(cfg.objective, result, cfg.rounds)
 
 
+def _exit_now(code: int) -> None:
+    """Leave at once after Ctrl-C or SIGTERM, once the run is marked KILLED and checkpointed.
+
+    ``engine=fast`` trains clients on worker threads (fedlab.backends.fast), and Python joins
+    those at exit: a client in the middle of a long local training (E=10^6) kept a SIGTERM'd run
+    alive at 65% CPU until its round would have ended. The atexit handlers still run (a sweep's
+    parent run is ended there); the thread joins do not.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     # Let Hydra raise instead of printing its multi-line report, so that bad input becomes one line.
@@ -98,10 +113,10 @@ def main() -> None:
         task()
     except Terminated:
         print("fedlab: terminated", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+        _exit_now(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("fedlab: interrupted", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+        _exit_now(128 + signal.SIGINT)
     except Exception as err:
         message = describe(err)
         if message is None or FULL_ERROR:

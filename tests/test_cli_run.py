@@ -193,3 +193,38 @@ def test_a_large_E_starts_its_progress_bar_before_its_first_round(tmp_path: Path
         proc.wait(timeout=60)
         proc.stderr.close()
     assert b"FedAdam iid:   0%" in seen and b"0/1 [" in seen, seen[-2000:]
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_fast_run_at_once_even_mid_round(tmp_path: Path) -> None:
+    # One client a round with a long local training: its thread is mid-round when the signal
+    # comes, and Python would wait for it at exit.
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedlab", "model=2nn", "C=0.0", "E=3000", "rounds=2",
+         "client_optimizer=sgd", "server_optimizer=sgd", "tracking.log_model=false"],
+        cwd=tmp_path, env=cli_env(FEDLAB_PROGRESS="1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # Round 1 starts right after round 0's evaluation is in MLflow (the store exists by then).
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(tmp_path.glob("outputs/*/*/config.yaml")) and (tmp_path / "mlflow.db").exists():
+            _, run = only_run(tmp_path)
+            if "eval/accuracy" in run.data.metrics:
+                break
+        time.sleep(0.5)
+    time.sleep(5)  # into the first round's local training (minutes long)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert time.monotonic() - sent < 15, "the process waited for the client's round to end"
+    _, run = only_run(tmp_path)
+    assert run.info.status == "KILLED"
