@@ -334,11 +334,11 @@ class RunConfig:
         for group in ("algorithm", "aggregator"):
             chosen = getattr(self, group)
             plugin = plugin_registry(group).get(chosen.name)
+            why = f" ({plugin.missing_on_tff})" if plugin.missing_on_tff else ""
             _require(
                 self.engine.value in plugin.engines,
-                f"{group}={chosen.name} cannot run on engine={self.engine.value}"
-                f"{f' ({plugin.missing_on_tff})' if getattr(plugin, 'missing_on_tff', '') else ''}"
-                f"; allowed: engine={'|'.join(plugin.engines)}",
+                f"{group}={chosen.name} cannot run on engine={self.engine.value}{why}; "
+                f"allowed: engine={'|'.join(plugin.engines)}",
             )
             plugin.check(chosen, self)
         self._check_local_work_fits()

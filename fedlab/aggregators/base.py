@@ -29,6 +29,8 @@ class Aggregator:
     Config: ClassVar[type] = AggregatorConfig
     engines: ClassVar[tuple[str, ...]] = ("fast",)
     tff_factory: ClassVar[str | None] = None
+    #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
+    missing_on_tff: ClassVar[str] = ""
     #: The paper's words for it, in the ``algorithm`` tag (None: not named there).
     label: ClassVar[str | None] = None
 

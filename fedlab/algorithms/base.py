@@ -50,6 +50,8 @@ class Algorithm:
     #: The engines that can run it, and TFF's ``tff.learning.algorithms`` builder for it.
     engines: ClassVar[tuple[str, ...]] = ("fast", "tff")
     tff_builder: ClassVar[str | None] = "build_weighted_fed_avg"
+    #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
+    missing_on_tff: ClassVar[str] = ""
     #: How many model-sized arrays go to each client, and come back, per round.
     broadcast_copies: ClassVar[int] = 1
     upload_copies: ClassVar[int] = 1
