@@ -85,21 +85,27 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
         "client_states": {str(c): r for c, r in checkpoint.client_states.items()},
     }
     arrays = {f"state_{i:04d}": np.asarray(a) for i, a in enumerate(checkpoint.state)}
+    write_npz(path, {"meta": np.array(json.dumps(meta)), **arrays})
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` to ``path`` as an .npz, so that a crash leaves the old file or the new one:
+    a temporary file beside it, flushed to disk, then renamed over it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def load(path: Path, expected_key: str) -> Checkpoint | None:

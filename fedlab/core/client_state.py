@@ -15,12 +15,12 @@ is written. Without checkpoints (``checkpoint_every=0``) the store is memory onl
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from fedlab.checkpoint import write_npz
 
 _NAME = re.compile(r"client-(\d+)\.r(\d+)\.npz$")
 
@@ -64,7 +64,9 @@ class ClientStateStore:
         if self._dirty:
             self.directory.mkdir(parents=True, exist_ok=True)  # only algorithms that keep state
         for client_id, (round_num, arrays) in sorted(self._dirty.items()):
-            _write_npz(self._file(client_id, round_num), arrays)
+            write_npz(
+                self._file(client_id, round_num), {f"a{i:03d}": a for i, a in enumerate(arrays)}
+            )
             self.index[client_id] = round_num
         self._dirty.clear()
         return dict(self.index)
@@ -86,16 +88,3 @@ class ClientStateStore:
         if self.directory is None or not self.directory.is_dir():
             return 0
         return sum(p.stat().st_size for p in self.directory.iterdir() if _NAME.match(p.name))
-
-
-def _write_npz(path: Path, arrays: list[np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"a{i:03d}": a for i, a in enumerate(arrays)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
