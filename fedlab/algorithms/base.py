@@ -50,6 +50,8 @@ class Algorithm:
     #: The engines that can run it, and TFF's ``tff.learning.algorithms`` builder for it.
     engines: ClassVar[tuple[str, ...]] = ("fast", "tff")
     tff_builder: ClassVar[str | None] = "build_weighted_fed_avg"
+    #: The builder TFF uses with an unweighted aggregator (DP-FedAvg's, ``fedlab.privacy``).
+    tff_unweighted_builder: ClassVar[str | None] = "build_unweighted_fed_avg"
     #: How many model-sized arrays go to each client, and come back, per round.
     broadcast_copies: ClassVar[int] = 1
     upload_copies: ClassVar[int] = 1
