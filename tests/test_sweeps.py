@@ -21,6 +21,8 @@ from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Runs in each preset's grid (`python -m fedlab -m experiment=NAME`).
 PRESET_GRID_SIZES = {
+    "compression_bits": 4,  # quantization bits
+    "dp_noise": 5,  # noise multipliers
     "figure2": 18,  # partition × B × E
     "notebook": 1,
     "server_optimizers": 15,  # 5 server optimizers × 3 seeds
