@@ -6,7 +6,8 @@ Hydra composes the config. ``__post_init__`` checks ranges and cross-field rules
 point converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of
 fedlab only ever sees these typed objects.
 
-The groups whose options are plug-ins (``dataset``, ``model``, ``algorithm``, ``aggregator``)
+The groups whose options are plug-ins (``dataset``, ``model``, ``algorithm``, ``aggregator``,
+``privacy``, ``compression``)
 are typed here only as "a mapping"; each option's own schema is the dataclass its module
 registers (``fedlab.registry``), and ``__post_init__`` converts the mapping into it, so a key the
 chosen option does not have, or a wrong type, fails as early, in one line.
@@ -62,7 +63,12 @@ PLUGIN_GROUPS = {
     "model": "fedlab.models:MODELS",
     "algorithm": "fedlab.algorithms:ALGORITHMS",
     "aggregator": "fedlab.aggregators:AGGREGATORS",
+    "privacy": "fedlab.privacy:PRIVACY",
+    "compression": "fedlab.compression:COMPRESSION",
 }
+# The plug-in groups whose option says which engines can run it and checks itself against the
+# whole run (``engines``, ``check(cfg, run)``), in the order they are checked.
+CHECKED_GROUPS = ("algorithm", "aggregator", "privacy", "compression")
 
 # The keys that do not change a run's numbers: a checkpoint's key leaves them out (a run can be
 # resumed or extended with other values), and the report puts runs that differ only in them (and
@@ -278,6 +284,8 @@ class RunConfig:
     model: Any = MISSING
     algorithm: Any = MISSING
     aggregator: Any = MISSING
+    privacy: Any = MISSING
+    compression: Any = MISSING
     client_optimizer: OptimizerConfig = MISSING
     server_optimizer: OptimizerConfig = MISSING
     hardware: HardwareConfig = MISSING
@@ -331,7 +339,7 @@ class RunConfig:
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")
         self._check_clients_fit_the_data()
-        for group in ("algorithm", "aggregator"):
+        for group in CHECKED_GROUPS:
             chosen = getattr(self, group)
             plugin = plugin_registry(group).get(chosen.name)
             why = f" ({plugin.missing_on_tff})" if plugin.missing_on_tff else ""

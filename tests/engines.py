@@ -10,6 +10,7 @@ from fedlab.backends import RoundParts
 from fedlab.data.mnist import Mnist
 from fedlab.models import build_model
 from fedlab.optimizers import build_optimizer
+from fedlab.privacy.dp_fedavg import GaussianDpMean
 
 MNIST_SHAPE = (Mnist.input_shape, Mnist.num_classes)
 
@@ -27,10 +28,15 @@ def parts(
     aggregator: str = "mean",
     num_clients: int = 100,
     algorithm_class: type | None = None,
+    dp=None,
+    clients_per_round: int = 10,
+    compressor=None,
     **keys,
 ) -> RoundParts:
     """``keys`` go to the algorithm's or the aggregator's config, whichever has them;
-    ``algorithm_class`` replaces the registered class of ``algorithm`` (a variant under test)."""
+    ``algorithm_class`` replaces the registered class of ``algorithm`` (a variant under test);
+    ``dp`` (a ``DpFedAvgConfig``) replaces the aggregator by DP-FedAvg's over
+    ``clients_per_round``; ``compressor`` compresses the uploads (engine=fast)."""
     algo_cls = algorithm_class or ALGORITHMS.get(algorithm)
     agg_cls = AGGREGATORS.get(aggregator)
     algo_fields = set(algo_cls.Config.__dataclass_fields__)
@@ -48,7 +54,12 @@ def parts(
         client_optimizer=client_optimizer,
         server_optimizer=build_optimizer(server),
         algorithm=algo_cls(algo_cfg, client_optimizer, num_clients),
-        aggregator=build_aggregator(agg_cfg),
+        aggregator=(
+            build_aggregator(agg_cfg)
+            if dp is None
+            else GaussianDpMean(dp, clients_per_round, seed=0)
+        ),
+        compressor=compressor,
     )
 
 
@@ -63,6 +74,7 @@ def make_fast(model: str, client, server, parallel_clients: int | None = None, *
         p.algorithm,
         p.aggregator,
         parallel_clients=parallel_clients,
+        compressor=p.compressor,
     )
 
 

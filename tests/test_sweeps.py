@@ -21,7 +21,9 @@ from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Runs in each preset's grid (`python -m fedlab -m experiment=NAME`).
 PRESET_GRID_SIZES = {
+    "compression_bits": 4,  # quantization bits
     "fedprox_mu": 5,  # FedProx's mu
+    "dp_noise": 5,  # noise multipliers
     "figure2": 18,  # partition × B × E
     "noniid_algorithms": 9,  # FedAvg, FedProx, SCAFFOLD × 3 seeds
     "notebook": 1,

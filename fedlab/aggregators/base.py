@@ -1,9 +1,14 @@
 """The aggregator interface: the finite clients' updates and weights in, one update out.
 
 Aggregators are NumPy, run once a round on the server (the engines hand them the updates as
-arrays). ``engine=tff`` uses TFF's aggregation factory named by ``tff_factory``
-(``tff.aggregators``); one TFF 0.87 does not have sets it to None and is refused on that engine
-in one line.
+arrays). ``engine=tff`` uses TFF's aggregation factory named by ``tff_factory`` (a dotted name
+under ``tff.aggregators``, called with ``tff_arguments()``); one TFF 0.87 does not have sets it
+to None and is refused on that engine in one line.
+
+An aggregator may keep server state between rounds (DP-FedAvg's adaptive clipping norm,
+``fedlab.privacy``): ``initial_state`` and ``next``; the fast engine keeps it in its server
+state, so that it is checkpointed with the model. The default is stateless: ``next`` calls
+``aggregate``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Aggregator:
     tff_factory: ClassVar[str | None] = None
     #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
     missing_on_tff: ClassVar[str] = ""
+    #: Whether TFF's factory is weighted (the mean) or unweighted (DP's clipped sum): TFF
+    #: builds the algorithm with ``tff_builder`` or ``tff_unweighted_builder`` accordingly.
+    tff_weighted: ClassVar[bool] = True
     #: The paper's words for it, in the ``algorithm`` tag (None: not named there).
     label: ClassVar[str | None] = None
 
@@ -59,10 +67,24 @@ class Aggregator:
     def _why(cls, cfg: Any) -> str:
         return ""
 
+    def tff_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``tff_factory``."""
+        return {}
+
     def aggregate(self, updates: list[list[np.ndarray]], weights: list[float]) -> list[np.ndarray]:
         """One update from the clients' ``updates`` (each a list of arrays, model-shaped) and
         their ``weights`` (examples trained); every update here is finite."""
         raise NotImplementedError
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """The aggregator's own server state (empty: stateless)."""
+        return {}
+
+    def next(
+        self, state: dict[str, np.ndarray], updates: list[list[np.ndarray]], weights: list[float]
+    ) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray], dict[str, float]]:
+        """The combined update, the new state, and metrics (logged under ``aggregator/``)."""
+        return self.aggregate(updates, weights), state, {}
 
 
 def build_aggregator(cfg: Any) -> Aggregator:

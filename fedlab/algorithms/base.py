@@ -52,6 +52,8 @@ class Algorithm:
     tff_builder: ClassVar[str | None] = "build_weighted_fed_avg"
     #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
     missing_on_tff: ClassVar[str] = ""
+    #: The builder TFF uses with an unweighted aggregator (DP-FedAvg's, ``fedlab.privacy``).
+    tff_unweighted_builder: ClassVar[str | None] = "build_unweighted_fed_avg"
     #: How many model-sized arrays go to each client, and come back, per round.
     broadcast_copies: ClassVar[int] = 1
     upload_copies: ClassVar[int] = 1

@@ -37,6 +37,7 @@ class FedProx(Algorithm):
     name = "fedprox"
     Config = FedProxConfig
     tff_builder = "build_weighted_fed_prox"
+    tff_unweighted_builder = "build_unweighted_fed_prox"
     client_hparams_in_state = False  # TFF's proximal client work keeps no state
 
     @classmethod

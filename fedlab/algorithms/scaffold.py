@@ -28,6 +28,7 @@ class Scaffold(Algorithm):
     name = "scaffold"
     engines = ("fast",)
     tff_builder = None
+    tff_unweighted_builder = None
     missing_on_tff = "TFF 0.87 has no SCAFFOLD"
     broadcast_copies = 2  # x and c
     upload_copies = 2  # the update and delta_c_i

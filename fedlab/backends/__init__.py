@@ -38,13 +38,18 @@ class RoundParts:
     server_optimizer: Optimizer
     algorithm: Algorithm
     aggregator: Aggregator
+    privacy: Any = None  # fedlab.privacy.Privacy: what the rounds spend (its accountant)
+    compressor: Any = None  # fedlab.compression.Compressor of the clients' uploads (None: none)
 
 
 def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> RoundParts:
     """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
+    from fedlab.compression import build_compressor
     from fedlab.models import build_model
+    from fedlab.privacy import build_privacy
 
     client = build_optimizer(cfg.client_optimizer)
+    privacy = build_privacy(cfg)
     return RoundParts(
         make_model=functools.partial(build_model, cfg.model.name, input_shape, num_classes),
         input_shape=tuple(input_shape),
@@ -52,7 +57,10 @@ def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> Rou
         client_optimizer=client,
         server_optimizer=build_optimizer(cfg.server_optimizer),
         algorithm=build_algorithm(cfg.algorithm, client, cfg.num_clients),
-        aggregator=build_aggregator(cfg.aggregator),
+        # The privacy option takes over the aggregation (DP-FedAvg) or leaves it as it is.
+        aggregator=privacy.wrap(build_aggregator(cfg.aggregator)),
+        privacy=privacy,
+        compressor=build_compressor(cfg.compression, cfg.seed),
     )
 
 

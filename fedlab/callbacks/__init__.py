@@ -10,6 +10,7 @@ from fedlab.callbacks.base import Callback, RoundRecord, TrainingContext
 from fedlab.callbacks.checkpoint import CheckpointCallback
 from fedlab.callbacks.communication import CommunicationCallback
 from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator
+from fedlab.callbacks.privacy import PrivacyCallback
 from fedlab.callbacks.progress import ProgressCallback
 from fedlab.callbacks.target import TargetCallback, TimingCallback
 from fedlab.callbacks.tracking import TrackingCallback
@@ -20,6 +21,7 @@ __all__ = [
     "CommunicationCallback",
     "EvaluationCallback",
     "Evaluator",
+    "PrivacyCallback",
     "ProgressCallback",
     "RoundRecord",
     "TargetCallback",

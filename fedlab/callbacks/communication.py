@@ -1,7 +1,8 @@
 """What a round communicates (McMahan et al. 2017 count rounds of communication; fedlab also
 counts the bytes): the broadcast to the sampled clients and their uploads, as float32 arrays of
 the model's size, as many as the algorithm sends each way (SCAFFOLD: the model and its control
-variate both ways)."""
+variate both ways). With compression (``fedlab.compression``) the engine reports what the model
+updates took encoded (values, indices, ranges), and that replaces one upload copy."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ class CommunicationCallback(Callback):
     def measure(self, ctx, record) -> None:
         algorithm, per_copy = ctx.algorithm, ctx.model_bytes * record.clients
         broadcast_mb = algorithm.broadcast_copies * per_copy / BYTES_PER_MB
-        uploaded_mb = algorithm.upload_copies * per_copy / BYTES_PER_MB
+        update_bytes = record.output.update_bytes
+        if update_bytes is None:
+            update_bytes = per_copy  # float32, one model copy per client
+        uploaded_mb = ((algorithm.upload_copies - 1) * per_copy + update_bytes) / BYTES_PER_MB
         total_mb = record.progress.total_mb + broadcast_mb + uploaded_mb
         record.progress = dataclasses.replace(record.progress, total_mb=total_mb)
         record.metrics.update(

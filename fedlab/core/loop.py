@@ -41,6 +41,8 @@ class RunResult:
     wall_s: float
     history: dict[int, float]
     location: str | None
+    epsilon: float | None = None  # the privacy spent (fedlab.privacy), at delta
+    delta: float | None = None
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -50,10 +52,13 @@ class RunResult:
             else "did not reach the target"
         )
         where = f" Recorded as {self.location}." if self.location else ""
+        spent = ""
+        if self.epsilon is not None:
+            spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
         return (
             f"After {self.rounds} rounds: final test accuracy {self.final_accuracy:.4f}, "
-            f"best {self.best_accuracy:.4f}; {target}; {self.total_mb:,.1f} MB communicated; "
-            f"wall time {self.wall_s:.1f} s.{where}"
+            f"best {self.best_accuracy:.4f}; {target}; {self.total_mb:,.1f} MB communicated"
+            f"{spent}; wall time {self.wall_s:.1f} s.{where}"
         )
 
 
@@ -63,9 +68,11 @@ def algorithm_name(cfg: RunConfig) -> str:
     from fedlab.aggregators import AGGREGATORS
     from fedlab.algorithms import ALGORITHMS
     from fedlab.optimizers import OPTIMIZERS
+    from fedlab.privacy import PRIVACY
 
     server = OPTIMIZERS.get(str(cfg.server_optimizer.name)).server_recipe
     name = ALGORITHMS.get(cfg.algorithm.name).recipe_name(cfg.algorithm, cfg, server)
+    name = PRIVACY.get(cfg.privacy.name).recipe_name(name)
     label = AGGREGATORS.get(cfg.aggregator.name).label
     return f"{name}, {label}" if label else name
 
@@ -114,6 +121,7 @@ def train(
                         "train/accuracy": out.train_accuracy,
                         "train/examples_dropped": out.examples_expected - out.examples_trained,
                         **{f"algorithm/{k}": v for k, v in out.algorithm_metrics.items()},
+                        **{f"aggregator/{k}": v for k, v in out.aggregator_metrics.items()},
                     },
                     started=started,
                 )
@@ -171,6 +179,7 @@ def run(
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
     """
     from fedlab.data import federate
+    from fedlab.privacy import build_privacy
 
     started = time.monotonic()
     silence_frameworks()
@@ -186,8 +195,12 @@ def run(
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
     resumed = checkpoint.load(ckpt_path, ckpt_key) if cfg.resume else None
 
+    privacy = build_privacy(cfg)
+
     def result(done: Progress) -> RunResult:
         return RunResult(
+            epsilon=privacy.epsilon(done.round),
+            delta=privacy.delta,
             rounds=done.round,
             final_accuracy=done.history[max(done.history)],
             best_accuracy=max(done.history.values()),
@@ -274,6 +287,7 @@ def _train(
         CommunicationCallback,
         EvaluationCallback,
         Evaluator,
+        PrivacyCallback,
         ProgressCallback,
         TargetCallback,
         TimingCallback,
@@ -293,7 +307,7 @@ def _train(
     def client_work(client_id: int, round_num: int) -> ClientWork:
         x, y = dataset.client_data(client_id)
         order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
-        return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id))
+        return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
 
     callbacks: list[Callback] = [
         CommunicationCallback(),
@@ -303,6 +317,7 @@ def _train(
             cfg.rounds,
         ),
         TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
+        PrivacyCallback(parts.privacy),
         TimingCallback(),
         TrackingCallback(  # logs in measure, last: see TrackingCallback
             tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model

@@ -23,8 +23,8 @@ class ClientWork:
     ``order`` holds, per local epoch, the order in which the client visits its examples
     (shape ``(E, n)``, indices into ``x``/``y``); each epoch is cut into batches of ``batch_size``
     (``None``: the whole local dataset, the paper's B=∞). ``client_id`` names the client, and
-    ``state`` is what the algorithm kept for it from its last round (``None`` the first time, or
-    when the algorithm keeps nothing per client).
+    ``state`` is what the algorithm (and the compressor, with error feedback) kept for it from its
+    last round (``None`` the first time, or when nothing is kept per client).
     """
 
     x: np.ndarray
@@ -33,6 +33,7 @@ class ClientWork:
     batch_size: int | None
     client_id: int = -1
     state: list[np.ndarray] | None = None
+    round_num: int = 0  # seeds what a client draws at random (stochastic quantization)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class RoundOutput:
     both into errors or metrics.
 
     ``client_states`` maps each client id whose per-client state changed to its new state;
-    ``algorithm_metrics`` are the algorithm's own (logged under ``algorithm/``).
+    ``algorithm_metrics`` are the algorithm's own (logged under ``algorithm/``),
+    ``aggregator_metrics`` the aggregator's (``aggregator/``: DP's clipping norm).
+    ``update_bytes`` is what the sampled clients' model updates took on the wire, encoded
+    (``fedlab.compression``); None: one float32 copy of the model each.
     """
 
     state: Any
@@ -56,6 +60,8 @@ class RoundOutput:
     update_skipped: bool
     client_states: dict[int, list[np.ndarray]] = field(default_factory=dict)
     algorithm_metrics: dict[str, float] = field(default_factory=dict)
+    aggregator_metrics: dict[str, float] = field(default_factory=dict)
+    update_bytes: int | None = None
 
 
 class Engine(Protocol):

@@ -9,7 +9,7 @@ refuses is a ``ReportError`` with a one-line message.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 ACCURACY = "eval/accuracy"
 TOTAL_MB = "comm/total_mb"
 ROUNDS_TO_TARGET = "rounds_to_target"
+EPSILON = "privacy/epsilon"
 
 
 class ReportError(RuntimeError):
@@ -35,6 +36,7 @@ class RunSeries:
     accuracy: dict[int, float]  # test accuracy by round
     total_mb: dict[int, float]  # cumulative MB communicated by round
     rounds_to_target: int | None
+    epsilon: dict[int, float] = field(default_factory=dict)  # privacy spent by round (DP runs)
 
     @property
     def seed(self) -> str:
@@ -85,6 +87,11 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                 accuracy=accuracy,
                 total_mb=_history(client, run.info.run_id, TOTAL_MB),
                 rounds_to_target=None if reached is None else int(reached),
+                epsilon=(
+                    _history(client, run.info.run_id, EPSILON)
+                    if EPSILON in run.data.metrics
+                    else {}
+                ),
             )
         )
     return series, left_out

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from fedlab.report.grouping import Report, group
 from fedlab.report.plotting import FIGURE, plot
+from fedlab.report.privacy import PRIVACY_FIGURE, plot_privacy
 from fedlab.report.reading import load_series
 from fedlab.report.tables import TABLE_CSV, TABLE_MD, markdown, write_csv
 
@@ -24,11 +25,13 @@ ARTIFACT_PATH = "report"
 def write(report: Report, out_dir: Path) -> list[Path]:
     """Write the figure (when there is a curve) and the tables into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (FIGURE, TABLE_MD, TABLE_CSV):  # a previous report's files must not linger
+    for name in (FIGURE, PRIVACY_FIGURE, TABLE_MD, TABLE_CSV):  # no previous report's files
         (out_dir / name).unlink(missing_ok=True)
     written = []
     if report.configurations:
         written.append(plot(report.configurations, out_dir / FIGURE))
+    if any(r.epsilon for c in report.configurations for r in c.runs):
+        written.append(plot_privacy(report.configurations, out_dir / PRIVACY_FIGURE))
     (out_dir / TABLE_MD).write_text(markdown(report))
     written.append(out_dir / TABLE_MD)
     write_csv(report.configurations, out_dir / TABLE_CSV)

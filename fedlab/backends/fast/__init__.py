@@ -16,6 +16,7 @@ def build(parts) -> FastEngine:
         parts.server_optimizer,
         parts.algorithm,
         parts.aggregator,
+        compressor=parts.compressor,
     )
 
 

@@ -42,6 +42,7 @@ import tensorflow as tf
 from fedlab.aggregators import Aggregator
 from fedlab.algorithms import Algorithm
 from fedlab.backends.fast.functional import FunctionalModel, functional_model
+from fedlab.compression import Compressor
 from fedlab.core.types import ClientWork, RoundOutput, check_state_arrays
 from fedlab.optimizers import Optimizer
 
@@ -68,6 +69,8 @@ class FastState:
     ``weights``: the global model (Keras order); ``client_hparams``: the client optimizer's
     hyperparameters (TFF's ``client_work`` state); ``server``: the server optimizer's state
     (TFF's ``finalizer`` state). TFF's ``distributor`` and ``aggregator`` states are empty.
+    ``aggregator``: the aggregator's own state (DP-FedAvg's clip and noise counter; empty for
+    the mean, where TFF's is empty too, and in TFF's place, between client work and finalizer).
     ``algorithm``: the algorithm's own server state (SCAFFOLD's ``c``; empty for FedAvg, so that
     FedAvg's state flattens exactly as TFF's).
     """
@@ -76,9 +79,16 @@ class FastState:
     client_hparams: dict[str, np.ndarray]
     server: dict[str, Any]
     algorithm: dict[str, list[np.ndarray]]
+    aggregator: dict[str, np.ndarray]
 
     def structure(self) -> tuple:
-        return (list(self.weights), self.client_hparams, self.server, self.algorithm)
+        return (
+            list(self.weights),
+            self.client_hparams,
+            self.aggregator,
+            self.server,
+            self.algorithm,
+        )
 
 
 def _batch_bounds(work: ClientWork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,8 +201,10 @@ class FastEngine:
         algorithm: Algorithm,
         aggregator: Aggregator,
         parallel_clients: int | None = None,
+        compressor: Compressor | None = None,
     ) -> None:
         self.model: FunctionalModel = functional_model(keras_model)
+        self.compressor = compressor or Compressor(None, 0)
         self.client_optimizer = client_optimizer
         self.server_optimizer = server_optimizer
         self.algorithm = algorithm
@@ -229,6 +241,7 @@ class FastEngine:
             client_hparams=self._client_hparams() if self.algorithm.client_hparams_in_state else {},
             server=self.server_optimizer.initial_state(trainable),
             algorithm=self.algorithm.initial_state(trainable),
+            aggregator=self.aggregator.initial_state(),
         )
 
     def _client_hparams(self) -> dict[str, np.float32]:
@@ -246,11 +259,16 @@ class FastEngine:
         weights = [tf.constant(w) for w in state.weights[:k]]
         client_hparams = state.client_hparams or self._client_hparams()
         hparams = {key: tf.constant(v, tf.float32) for key, v in client_hparams.items()}
-        algorithm, shapes = self.algorithm, self.trainable_shapes
+        algorithm, shapes, compressor = self.algorithm, self.trainable_shapes, self.compressor
+        # A client's stored state: the algorithm's arrays, then the compressor's (its residual).
+        kept = len(shapes) if compressor.keeps_client_state else 0
 
         def train(work: ClientWork):
             order, starts, sizes = _batch_bounds(work)
-            inputs = algorithm.client_inputs(state.algorithm, work.state, shapes)
+            stored = work.state or []
+            own_state = stored[: len(stored) - kept] or None
+            compressor_state = stored[len(stored) - kept :] or None
+            inputs = algorithm.client_inputs(state.algorithm, own_state, shapes)
             trainer = self._trainers.get()
             try:
                 update, weight, metrics, trained, finite = trainer.train(
@@ -265,23 +283,33 @@ class FastEngine:
                 )
             finally:
                 self._trainers.put(trainer)
+            raw_bytes = sum(int(np.prod(s)) for s in shapes) * 4
             if not bool(finite):
-                return None, 0.0, metrics.numpy(), 0, {}, None
+                return None, 0.0, metrics.numpy(), 0, {}, None, raw_bytes
             update = [u.numpy() for u in update]
             extra, client_state = algorithm.client_result(
-                update, len(starts), inputs, work.state, state.algorithm
+                update, len(starts), inputs, own_state, state.algorithm
             )
-            return update, float(weight), metrics.numpy(), int(trained), extra, client_state
+            # The server receives the update encoded (SCAFFOLD's variates use the true one).
+            nbytes = raw_bytes
+            if compressor.active:
+                update, nbytes, residual = compressor.encode(
+                    update, compressor_state, work.round_num, work.client_id
+                )
+                if kept:
+                    client_state = [*(client_state or []), *residual]
+            return update, float(weight), metrics.numpy(), int(trained), extra, client_state, nbytes
 
         results = list(self._pool.map(train, clients)) if self._pool else map(train, clients)
         updates, weights_of, uploads, client_states = [], [], [], {}
         metric_sums = np.zeros(4, np.float32)
-        examples = 0
-        for work, (update, weight, metrics, trained, extra, client_state) in zip(
+        examples = update_bytes = 0
+        for work, (update, weight, metrics, trained, extra, client_state, nbytes) in zip(
             clients, results, strict=True
         ):
             metric_sums += metrics
             examples += trained
+            update_bytes += nbytes
             if update is None:
                 continue  # not finite: TFF gives it weight 0 and drops its metrics
             updates.append(update)
@@ -289,7 +317,11 @@ class FastEngine:
             uploads.append(extra)
             if client_state is not None:
                 client_states[work.client_id] = client_state
-        aggregate = self.aggregator.aggregate(updates, weights_of) if updates else None
+        aggregate, aggregator_state, aggregator_metrics = (
+            self.aggregator.next(state.aggregator, updates, weights_of)
+            if updates
+            else (None, state.aggregator, {})
+        )
         skipped = aggregate is None
         if not skipped:
             server = {
@@ -302,7 +334,7 @@ class FastEngine:
             skipped = bool(not_finite)
         algorithm_metrics: dict[str, float] = {}
         if skipped:
-            next_state, client_states = state, {}
+            next_state, client_states, aggregator_metrics = state, {}, {}
         else:
             new_algorithm, algorithm_metrics = algorithm.server_update(state.algorithm, uploads)
             next_state = FastState(
@@ -313,6 +345,7 @@ class FastEngine:
                     for key, v in new_server.items()
                 },
                 algorithm=new_algorithm,
+                aggregator=aggregator_state,
             )
         loss_total, loss_count, correct, count = (float(v) for v in metric_sums)
         return RoundOutput(
@@ -325,6 +358,8 @@ class FastEngine:
             update_skipped=skipped,
             client_states=client_states,
             algorithm_metrics=algorithm_metrics,
+            aggregator_metrics=aggregator_metrics,
+            update_bytes=update_bytes if compressor.active else None,
         )
 
     def model_weights(self, state: FastState) -> list[np.ndarray]:
@@ -341,7 +376,7 @@ class FastEngine:
         """The server state back from ``state_arrays``; ValueError if it does not fit."""
         template = self.initialize([np.zeros(s, np.float32) for s in self.model.shapes])
         check_state_arrays(arrays, self.state_arrays(template))
-        weights, hparams, server, algorithm = tf.nest.pack_sequence_as(
+        weights, hparams, aggregator, server, algorithm = tf.nest.pack_sequence_as(
             template.structure(), [np.array(a) for a in arrays]
         )
         return FastState(
@@ -349,4 +384,5 @@ class FastEngine:
             client_hparams=dict(hparams),
             server=dict(server),
             algorithm=dict(algorithm),
+            aggregator=dict(aggregator),
         )

@@ -13,6 +13,7 @@ This class knows nothing of rounds, sampling or evaluation: the round loop in
 from __future__ import annotations
 
 import collections
+import functools
 import math
 
 import numpy as np
@@ -47,6 +48,16 @@ def client_dataset(work: ClientWork) -> tf.data.Dataset:
     )
 
 
+def _aggregator_metrics(measurements) -> dict[str, float]:
+    """The scalar measurements of TFF's aggregator that fedlab's own aggregators also report
+    (DP's ``dp_query_metrics``: the clipping norm of the next round)."""
+    found = {}
+    query = (measurements or {}).get("dp_query_metrics") or {}
+    if "clip" in query:
+        found["clip"] = float(query["clip"])
+    return found
+
+
 class TffEngine:
     """An algorithm, an aggregator and a server optimizer on TensorFlow Federated."""
 
@@ -76,12 +87,18 @@ class TffEngine:
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy()],
             )
 
-        build = getattr(tff.learning.algorithms, algorithm.tff_builder)
+        builder = (
+            algorithm.tff_builder if aggregator.tff_weighted else algorithm.tff_unweighted_builder
+        )
+        build = getattr(tff.learning.algorithms, builder)
+        make_aggregator = functools.reduce(
+            getattr, aggregator.tff_factory.split("."), tff.aggregators
+        )
         self.process = build(
             model_fn,
             client_optimizer_fn=tff_optimizer(client_optimizer),
             server_optimizer_fn=tff_optimizer(server_optimizer),
-            model_aggregator=getattr(tff.aggregators, aggregator.tff_factory)(),
+            model_aggregator=make_aggregator(**aggregator.tff_arguments()),
             **algorithm.tff_arguments(),
         )
 
@@ -106,6 +123,7 @@ class TffEngine:
             examples_trained=int(train["num_examples"]),
             examples_expected=sum(int(work.order.size) for work in clients),
             update_skipped=bool(output.metrics["finalizer"]["update_non_finite"]),
+            aggregator_metrics=_aggregator_metrics(output.metrics.get("aggregator")),
         )
 
     def state_arrays(self, state) -> list[np.ndarray]:
