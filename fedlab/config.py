@@ -342,7 +342,8 @@ class RunConfig:
         for group in CHECKED_GROUPS:
             chosen = getattr(self, group)
             plugin = plugin_registry(group).get(chosen.name)
-            why = f" ({plugin.missing_on_tff})" if plugin.missing_on_tff else ""
+            missing = getattr(plugin, "missing_on_tff", "")
+            why = f" ({missing})" if missing else ""
             _require(
                 self.engine.value in plugin.engines,
                 f"{group}={chosen.name} cannot run on engine={self.engine.value}{why}; "
