@@ -38,9 +38,18 @@ class RoundParts:
     server_optimizer: Optimizer
     algorithm: Algorithm
     aggregator: Aggregator
+    # A target per example (()) or per position ((80,)); pad_label: fedlab.backends.loss.
+    target_shape: tuple[int, ...] = ()
+    pad_label: int | None = None
 
 
-def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> RoundParts:
+def round_parts(
+    cfg: Any,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    target_shape: tuple[int, ...] = (),
+    pad_label: int | None = None,
+) -> RoundParts:
     """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
     from fedlab.models import build_model
 
@@ -53,6 +62,8 @@ def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> Rou
         server_optimizer=build_optimizer(cfg.server_optimizer),
         algorithm=build_algorithm(cfg.algorithm, client, cfg.num_clients),
         aggregator=build_aggregator(cfg.aggregator),
+        target_shape=tuple(target_shape),
+        pad_label=pad_label,
     )
 
 

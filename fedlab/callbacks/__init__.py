@@ -9,7 +9,7 @@ metrics and what the run has reached, before the round becomes the run's state) 
 from fedlab.callbacks.base import Callback, RoundRecord, TrainingContext
 from fedlab.callbacks.checkpoint import CheckpointCallback
 from fedlab.callbacks.communication import CommunicationCallback
-from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator
+from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator, FederatedEvaluator
 from fedlab.callbacks.progress import ProgressCallback
 from fedlab.callbacks.target import TargetCallback, TimingCallback
 from fedlab.callbacks.tracking import TrackingCallback
@@ -20,6 +20,7 @@ __all__ = [
     "CommunicationCallback",
     "EvaluationCallback",
     "Evaluator",
+    "FederatedEvaluator",
     "ProgressCallback",
     "RoundRecord",
     "TargetCallback",

@@ -16,6 +16,8 @@ def build(parts) -> FastEngine:
         parts.server_optimizer,
         parts.algorithm,
         parts.aggregator,
+        target_shape=parts.target_shape,
+        pad_label=parts.pad_label,
     )
 
 
