@@ -85,6 +85,7 @@ NOT_IN_NUMBERS = (
     "stop_at_target",
     "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
     "dataset.path",
+    "dataset.cache_dir",  # where the preprocessed Shakespeare file is kept
 )
 # The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
 # report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
@@ -123,6 +124,14 @@ class PartitionName(StrEnum):
     iid = "iid"
     shards = "shards"
     dirichlet = "dirichlet"
+    quantity_skew = "quantity_skew"
+    labels_per_client = "labels_per_client"
+    natural = "natural"
+
+
+class SizeDistribution(StrEnum):
+    power_law = "power_law"
+    lognormal = "lognormal"
 
 
 class ShardAssignment(StrEnum):
@@ -171,6 +180,11 @@ class PartitionConfig:
     assignment: ShardAssignment = ShardAssignment.random
     # dirichlet: label proportions per client ~ Dirichlet(alpha).
     alpha: float = 0.5
+    # quantity_skew: client sizes from a power law (Pareto exponent) or a log-normal (sigma).
+    distribution: SizeDistribution = SizeDistribution.power_law
+    exponent: float = 1.5
+    # labels_per_client: each client holds exactly this many classes.
+    classes_per_client: int = 2
 
     def __post_init__(self) -> None:
         _require(
@@ -186,6 +200,15 @@ class PartitionConfig:
             self.alpha > 0 and math.isfinite(self.alpha),
             f"partition.alpha={self.alpha} is invalid; allowed: a finite number > 0",
         )
+        _require(
+            self.exponent > 0 and math.isfinite(self.exponent),
+            f"partition.exponent={self.exponent} is invalid; allowed: a finite number > 0",
+        )
+        _require(
+            self.classes_per_client >= 1,
+            f"partition.classes_per_client={self.classes_per_client} is invalid; "
+            "allowed: an integer >= 1",
+        )
         _reject_unused(
             self,
             "partition",
@@ -195,6 +218,9 @@ class PartitionConfig:
                 "shard_size": {"shards"},
                 "assignment": {"shards"},
                 "alpha": {"dirichlet"},
+                "distribution": {"quantity_skew"},
+                "exponent": {"quantity_skew"},
+                "classes_per_client": {"labels_per_client"},
             },
         )
 
@@ -298,6 +324,9 @@ class RunConfig:
     rounds: int = 1000
     seed: int = 0
     eval_every: int = 1
+    # Datasets with a test split per client: how many clients to evaluate (a seeded sample, the
+    # same every round); null: all of them. Centralised test sets ignore it.
+    eval_clients: int | None = None
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
     engine: Engine = Engine.fast  # what computes the rounds: same arithmetic, same metrics
@@ -328,6 +357,10 @@ class RunConfig:
         _require(self.rounds >= 1, f"rounds={self.rounds} is invalid; allowed: an integer >= 1")
         _require(self.seed >= 0, f"seed={self.seed} is invalid; allowed: an integer >= 0")
         _require(self.eval_every >= 1, f"eval_every={self.eval_every} is invalid; allowed: >= 1")
+        _require(
+            self.eval_clients is None or self.eval_clients >= 1,
+            f"eval_clients={self.eval_clients} is invalid; allowed: null (all) or an integer >= 1",
+        )
         _require(
             0.0 < self.target_accuracy <= 1.0,
             f"target_accuracy={self.target_accuracy} is invalid; allowed: 0 < target_accuracy <= 1",
@@ -388,16 +421,49 @@ class RunConfig:
         )
 
     def _check_clients_fit_the_data(self) -> None:
-        from fedlab.data import DATASETS
+        from fedlab.data import DATASETS, PARTITIONS
 
-        examples = DATASETS.get(self.dataset.name).train_examples
+        spec = DATASETS.get(self.dataset.name)
+        examples = spec.train_examples
         k = self.num_clients
-        _require(
-            k <= examples,
-            f"num_clients={k} is invalid; allowed: at most {examples} "
-            f"(one example each from {self.dataset.name}'s {examples})",
-        )
         part = self.partition
+        partition = PARTITIONS.get(part.name.value)
+        natural = spec.num_natural_clients(self.dataset)
+        with_natural = [n for n, s in DATASETS.items() if s.num_natural_clients(s.Config())]
+        with_labels = [n for n, s in DATASETS.items() if s.example_labels]
+        if partition.needs_natural_clients:
+            _require(
+                natural is not None,
+                f"partition={part.name.value} needs a dataset with clients of its own; "
+                f"dataset={self.dataset.name} has none; allowed: dataset="
+                f"{'|'.join(with_natural)}, or a synthetic partition",
+            )
+            _require(
+                k <= natural,
+                f"num_clients={k} is invalid with partition=natural; allowed: at most "
+                f"{natural} ({self.dataset.name}'s own clients)",
+            )
+        else:
+            _require(
+                k <= examples,
+                f"num_clients={k} is invalid; allowed: at most {examples} "
+                f"(one example each from {self.dataset.name}'s {examples})",
+            )
+        if partition.needs_labels:
+            _require(
+                spec.example_labels,
+                f"partition={part.name.value} sorts examples by their class, and "
+                f"dataset={self.dataset.name}'s examples have no single class (sequence "
+                f"targets); allowed there: partition=iid|quantity_skew"
+                f"{'|natural' if natural is not None else ''}; label partitions on dataset="
+                f"{'|'.join(with_labels)}",
+            )
+        if part.name is PartitionName.labels_per_client:
+            _require(
+                part.classes_per_client <= spec.num_classes,
+                f"partition.classes_per_client={part.classes_per_client} is invalid for "
+                f"dataset={self.dataset.name}; allowed: 1..{spec.num_classes} (its classes)",
+            )
         if part.name is PartitionName.shards:
             shards = k * part.shards_per_client
             size = part.shard_size or examples // shards

@@ -35,8 +35,16 @@ def test_groups_are_the_documented_ones() -> None:
         "tracking",
     }
     options = {g: {o for gg, o in OPTIONS if gg == g} for g in GROUPS}
-    assert options["partition"] == {"iid", "shards", "dirichlet"}
-    assert options["model"] == {"cnn", "2nn", "logreg"}
+    assert options["partition"] == {
+        "iid",
+        "shards",
+        "dirichlet",
+        "quantity_skew",
+        "labels_per_client",
+        "natural",
+    }
+    assert options["dataset"] >= {"mnist", "shakespeare"}
+    assert options["model"] == {"cnn", "2nn", "logreg", "char_lstm"}
     for role in ("client_optimizer", "server_optimizer"):
         assert options[role] == {"sgd", "sgdm", "adam", "yogi", "adagrad"}
     assert options["hardware"] == {"cpu", "gpu"}
@@ -45,7 +53,10 @@ def test_groups_are_the_documented_ones() -> None:
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option: str) -> None:
-    cfg = OmegaConf.to_object(compose_cfg(f"{group}={option}"))
+    # An option that needs another dataset than MNIST (natural clients) is composed with one.
+    needs = {("partition", "natural"): ["dataset=shakespeare", "model=char_lstm"]}
+    needs[("dataset", "shakespeare")] = ["model=char_lstm"]
+    cfg = OmegaConf.to_object(compose_cfg(f"{group}={option}", *needs.get((group, option), [])))
     assert isinstance(cfg, RunConfig)
     chosen = getattr(cfg, group)
     field = {"hardware": "device", "tracking": "backend"}.get(group, "name")
@@ -181,8 +192,38 @@ CLI_BAD = [
     (["C=abc"], "C='abc' is invalid; allowed: a number"),
     (["B=inf"], "B='inf' is invalid; allowed: an integer, or null"),
     (["Cc=0.1"], "unknown config key 'Cc'; did you mean 'C'?"),
-    (["partition=foo"], "partition=foo is not an option; allowed: dirichlet, iid, shards"),
-    (["model=resnet"], "model=resnet is not an option; allowed: 2nn, cnn, logreg"),
+    (
+        ["partition=foo"],
+        "partition=foo is not an option; allowed: dirichlet, iid, labels_per_client, natural, "
+        "quantity_skew, shards",
+    ),
+    (["model=resnet"], "model=resnet is not an option; allowed: 2nn, char_lstm, cnn, logreg"),
+    # issue 14's bad input
+    (
+        ["partition=natural"],
+        "partition=natural needs a dataset with clients of its own; dataset=mnist has none",
+    ),
+    (
+        ["dataset=shakespeare", "model=char_lstm", "partition=shards"],
+        "partition=shards sorts examples by their class, and dataset=shakespeare's examples have "
+        "no single class",
+    ),
+    (
+        ["dataset=shakespeare", "model=char_lstm", "partition=labels_per_client"],
+        "partition=labels_per_client sorts examples by their class",
+    ),
+    (
+        ["partition=quantity_skew", "partition.exponent=0"],
+        "partition.exponent=0.0 is invalid; allowed: a finite number > 0",
+    ),
+    (
+        ["partition=labels_per_client", "partition.classes_per_client=11"],
+        "partition.classes_per_client=11 is invalid for dataset=mnist; allowed: 1..10",
+    ),
+    (
+        ["dataset=shakespeare", "model=char_lstm", "partition=natural", "num_clients=5000"],
+        "num_clients=5000 is invalid with partition=natural; allowed: at most 1214",
+    ),
     (["model.widht=3"], "unknown config key 'model.widht'"),
     (["client_sampling=random"], "Invalid value 'random', expected one of [uniform, cyclic]"),
     (["tracking.uri=foo://x"], "tracking.uri='foo://x' has an unknown scheme"),

@@ -365,3 +365,53 @@ def test_a_resumed_fast_run_equals_an_uninterrupted_one(tmp_path) -> None:
         for name in first.files:
             if name.startswith("state_"):  # the server state ("meta" names each one's run)
                 np.testing.assert_array_equal(first[name], second[name])
+
+
+def test_the_fast_lstm_and_embedding_equal_keras() -> None:
+    """The char LSTM's forward pass and gradients, fast engine's ops against Keras 2.14's own
+    layers (small sizes: 3 ids of 12 classes, 5 positions, 7 units)."""
+    import tensorflow as tf
+
+    from fedlab.backends.fast.functional import functional_model
+    from fedlab.backends.loss import batch_loss
+
+    layers = tf.keras.layers
+    model = tf.keras.Sequential(
+        [
+            layers.Input(shape=(5,), dtype=tf.float32),
+            layers.Embedding(12, 4),
+            layers.LSTM(7, return_sequences=True),
+            layers.LSTM(7, return_sequences=True),
+            layers.Dense(12),
+        ]
+    )
+    fast = functional_model(model)
+    rng = np.random.default_rng(0)
+    model.set_weights(
+        [rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in model.weights]
+    )
+    x = tf.constant(rng.integers(0, 12, (3, 5)), tf.float32)
+    y = tf.constant(rng.integers(0, 12, (3, 5)), tf.int32)
+    y = tf.tensor_scatter_nd_update(y, [[0, 4], [2, 3]], [0, 0])  # two padded targets
+    weights = [tf.Variable(w) for w in model.get_weights()]
+    with tf.GradientTape(persistent=True) as tape:
+        keras_logits = model(x)
+        fast_logits = fast.forward(weights, x)
+        keras_loss = (
+            tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+                y, keras_logits, sample_weight=tf.cast(y != 0, tf.float32)
+            )
+            * tf.cast(tf.size(y), tf.float32)
+            / tf.reduce_sum(tf.cast(y != 0, tf.float32))
+        )
+        fast_loss = batch_loss(fast_logits, y, 3, 0)[0]
+    np.testing.assert_allclose(fast_logits.numpy(), keras_logits.numpy(), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(fast_loss.numpy(), keras_loss.numpy(), rtol=1e-5)
+    keras_grads = tape.gradient(keras_loss, model.trainable_weights)
+    fast_grads = tape.gradient(fast_loss, weights)
+    for got, want in zip(fast_grads, keras_grads, strict=True):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(want).numpy(), atol=1e-5
+        )
+    # Something the comparison can see: the gradients are not zero.
+    assert min(float(tf.reduce_max(tf.abs(tf.convert_to_tensor(g)))) for g in fast_grads) > 1e-4

@@ -21,6 +21,7 @@ from fedlab.data import (
     load_mnist,
     shards,
 )
+from fedlab.data.partition import labels_per_client, natural_subset, quantity_skew
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +236,77 @@ def test_label_histogram_matches_bincount(labels: np.ndarray) -> None:
     for row, part in zip(hist, parts, strict=True):
         assert np.array_equal(row, np.bincount(labels[part], minlength=10))
     assert label_histogram(labels, [], 10).shape == (0, 10)
+
+
+# ---------------------------------------------------------------------------- quantity skew
+
+
+@pytest.mark.parametrize(("distribution", "exponent"), [("power_law", 1.5), ("lognormal", 1.0)])
+def test_quantity_skew_sizes_follow_the_drawn_weights_and_labels_stay_iid(
+    labels: np.ndarray, distribution: str, exponent: float
+) -> None:
+    from fedlab.data.partition import _apportion
+
+    parts = quantity_skew(labels.size, 100, distribution, exponent, np.random.default_rng(4))
+    union = assert_disjoint_sorted_int64(parts)
+    assert np.array_equal(np.sort(union), np.arange(60000))  # every example, once
+    sizes = np.array([p.size for p in parts])
+    rng = np.random.default_rng(4)
+    weights = 1 + rng.pareto(exponent, 100) if distribution == "power_law" else None
+    if weights is None:
+        weights = rng.lognormal(0.0, exponent, 100)
+    assert np.array_equal(sizes, 1 + _apportion(60000 - 100, weights))  # exactly the law's
+    assert sizes.min() >= 1 and sizes.max() > 5 * np.median(sizes)  # skewed, not equal
+    # Labels IID: the large clients' label shares are the global ones (binomial sd < 0.015).
+    hist = label_histogram(labels, parts, 10)
+    big = sizes >= 1000
+    assert big.sum() >= 5
+    share = hist[big] / sizes[big, None]
+    assert np.abs(share - np.bincount(labels) / labels.size).max() < 0.06
+
+
+@pytest.mark.parametrize("exponent", [0, -1.0, float("inf")])
+def test_quantity_skew_refuses_a_bad_exponent(exponent: float) -> None:
+    with pytest.raises(PartitionError, match="exponent"):
+        quantity_skew(100, 10, "power_law", exponent, np.random.default_rng(0))
+    with pytest.raises(PartitionError, match="allowed: power_law, lognormal"):
+        quantity_skew(100, 10, "zipf", 1.0, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------- labels per client
+
+
+@pytest.mark.parametrize(("num_clients", "k"), [(100, 2), (10, 1), (37, 3), (20, 10)])
+def test_each_client_holds_exactly_k_classes(labels: np.ndarray, num_clients: int, k: int) -> None:
+    parts = labels_per_client(labels, num_clients, k, np.random.default_rng(1), 10)
+    union = assert_disjoint_sorted_int64(parts)
+    hist = label_histogram(labels, parts, 10)
+    assert ((hist > 0).sum(axis=1) == k).all()
+    # Every class is held (K >= C), and all of its examples are dealt out.
+    assert np.array_equal(np.sort(union), np.arange(60000))
+    # A class's holders get near-equal shares of it.
+    for c in range(10):
+        held = hist[:, c][hist[:, c] > 0]
+        assert held.max() - held.min() <= 1
+
+
+def test_labels_per_client_refuses_more_classes_than_there_are(labels: np.ndarray) -> None:
+    with pytest.raises(PartitionError, match="classes_per_client=11 must be <= .* \\(10\\)"):
+        labels_per_client(labels, 10, 11, np.random.default_rng(0), 10)
+    few = np.array([0, 0, 1], np.int64)
+    with pytest.raises(PartitionError, match="class 1 has 1 examples for 2 clients"):
+        labels_per_client(few, 2, 2, np.random.default_rng(0), 2)
+
+
+# ---------------------------------------------------------------------------- natural clients
+
+
+def test_natural_subset_is_seeded_sorted_and_all_when_equal() -> None:
+    a = natural_subset(1214, 100, np.random.default_rng([0, 0]))
+    b = natural_subset(1214, 100, np.random.default_rng([0, 0]))
+    c = natural_subset(1214, 100, np.random.default_rng([1, 0]))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.size == 100 and np.all(np.diff(a) > 0) and a.max() < 1214
+    assert np.array_equal(natural_subset(50, 50, np.random.default_rng(0)), np.arange(50))
+    with pytest.raises(PartitionError, match="num_clients=51 must be <= the dataset's 50"):
+        natural_subset(50, 51, np.random.default_rng(0))

@@ -40,9 +40,18 @@ class RoundParts:
     aggregator: Aggregator
     privacy: Any = None  # fedlab.privacy.Privacy: what the rounds spend (its accountant)
     compressor: Any = None  # fedlab.compression.Compressor of the clients' uploads (None: none)
+    # A target per example (()) or per position ((80,)); pad_label: fedlab.backends.loss.
+    target_shape: tuple[int, ...] = ()
+    pad_label: int | None = None
 
 
-def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> RoundParts:
+def round_parts(
+    cfg: Any,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    target_shape: tuple[int, ...] = (),
+    pad_label: int | None = None,
+) -> RoundParts:
     """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
     from fedlab.compression import build_compressor
     from fedlab.models import build_model
@@ -61,6 +70,8 @@ def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> Rou
         aggregator=privacy.wrap(build_aggregator(cfg.aggregator)),
         privacy=privacy,
         compressor=build_compressor(cfg.compression, cfg.seed),
+        target_shape=tuple(target_shape),
+        pad_label=pad_label,
     )
 
 

@@ -9,7 +9,7 @@ metrics and what the run has reached, before the round becomes the run's state) 
 from fedlab.callbacks.base import Callback, RoundRecord, TrainingContext
 from fedlab.callbacks.checkpoint import CheckpointCallback
 from fedlab.callbacks.communication import CommunicationCallback
-from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator
+from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator, FederatedEvaluator
 from fedlab.callbacks.privacy import PrivacyCallback
 from fedlab.callbacks.progress import ProgressCallback
 from fedlab.callbacks.target import TargetCallback, TimingCallback
@@ -22,6 +22,7 @@ __all__ = [
     "EvaluationCallback",
     "Evaluator",
     "PrivacyCallback",
+    "FederatedEvaluator",
     "ProgressCallback",
     "RoundRecord",
     "TargetCallback",

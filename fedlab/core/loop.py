@@ -287,6 +287,7 @@ def _train(
         CommunicationCallback,
         EvaluationCallback,
         Evaluator,
+        FederatedEvaluator,
         PrivacyCallback,
         ProgressCallback,
         TargetCallback,
@@ -295,7 +296,13 @@ def _train(
     )
 
     tf.keras.utils.set_random_seed(cfg.seed)
-    parts = round_parts(cfg, dataset.input_shape, dataset.num_classes)
+    parts = round_parts(
+        cfg,
+        dataset.input_shape,
+        dataset.num_classes,
+        target_shape=tuple(dataset.y_train.shape[1:]),
+        pad_label=dataset.pad_label,
+    )
     initial_weights = parts.make_model().get_weights()
     sampler = ClientSampler(cfg.client_sampling, cfg.num_clients, cfg.clients_per_round, cfg.seed)
     engine = build_engine(cfg.engine, parts)
@@ -309,13 +316,21 @@ def _train(
         order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
         return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
 
+    if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
+        evaluator = FederatedEvaluator(
+            parts.make_model(),
+            dataset.x_test,
+            dataset.y_test,
+            dataset.test_clients,
+            dataset.pad_label,
+            cfg.eval_clients,
+            cfg.seed,
+        )
+    else:
+        evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
     callbacks: list[Callback] = [
         CommunicationCallback(),
-        EvaluationCallback(
-            Evaluator(parts.make_model(), dataset.x_test, dataset.y_test),
-            cfg.eval_every,
-            cfg.rounds,
-        ),
+        EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds),
         TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
         PrivacyCallback(parts.privacy),
         TimingCallback(),

@@ -33,17 +33,35 @@ class DatasetSpec:
     train_examples: ClassVar[int]
     input_shape: ClassVar[tuple[int, ...]]
     num_classes: ClassVar[int]
+    # The label of a target that is not there (a sequence's padding): it counts in neither the
+    # loss nor the accuracy. None: every target is real (one class per example, as MNIST).
+    pad_label: ClassVar[int | None] = None
+    # Whether each example has one class label, which label partitions (shards, ...) sort by.
+    example_labels: ClassVar[bool] = True
+
+    @classmethod
+    def num_natural_clients(cls, cfg: Any) -> int | None:
+        """How many clients the data has of its own (writers, speaking roles), known without
+        loading it; None: a centralised dataset, which only a synthetic partition splits."""
+        return None
 
     @classmethod
     def load(cls, cfg: Any) -> Any:
         """The arrays, as an object with ``x_train`` (n, prod(input_shape)) float32, ``y_train``
-        int32, ``x_test``, ``y_test``; raises a ``DataSourceError``-like error in one line."""
+        int32, ``x_test``, ``y_test`` (and, for a dataset with clients of its own,
+        ``train_clients`` / ``test_clients``: each natural client's indices into them); raises a
+        ``DataSourceError``-like error in one line."""
         raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class FederatedDataset:
-    """The training examples split over clients, and the centralised test set."""
+    """The training examples split over clients, and the test set.
+
+    ``test_clients`` (natural datasets only): each evaluated client's test examples, as indices
+    into ``x_test`` / ``y_test``, for federated evaluation; None: a centralised test set.
+    ``pad_label``: see ``DatasetSpec.pad_label``.
+    """
 
     name: str
     x_train: np.ndarray
@@ -53,6 +71,8 @@ class FederatedDataset:
     clients: list[np.ndarray]  # each client's example indices into x_train / y_train
     input_shape: tuple[int, ...]
     num_classes: int
+    test_clients: list[np.ndarray] | None = None
+    pad_label: int | None = None
 
     @property
     def num_clients(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from fedlab.data.base import DATASETS, FederatedDataset
-from fedlab.data.partition import PARTITIONS
+from fedlab.data.partition import PARTITIONS, PartitionInput
 
 # The partition's stream of the one ``seed`` (numpy SeedSequence ids; fedlab.core.sampling has
 # the others: client sampling 1, local data order 2).
@@ -16,19 +16,38 @@ PARTITION_STREAM = 0
 
 def federate(run: Any) -> FederatedDataset:
     """The dataset ``run.dataset`` names, split over ``run.num_clients`` clients by
-    ``run.partition``, deterministic in ``run.seed``."""
+    ``run.partition``, deterministic in ``run.seed``.
+
+    A dataset with clients of its own (``train_clients`` / ``test_clients``) keeps the test split
+    of each: those of the chosen clients under ``partition=natural``, all of them under a
+    synthetic partition (its training clients are not the dataset's).
+    """
     spec = DATASETS.get(run.dataset.name)
     arrays = spec.load(run.dataset)
     rng = np.random.default_rng([run.seed, PARTITION_STREAM])
     partition = PARTITIONS.get(str(run.partition.name))
-    clients = partition(arrays.y_train, run.partition, run.num_clients, rng)
+    natural_train = getattr(arrays, "train_clients", None)
+    natural_test = getattr(arrays, "test_clients", None)
+    data = PartitionInput(
+        labels=arrays.y_train if spec.example_labels else None,
+        num_examples=len(arrays.y_train),
+        num_classes=int(spec.num_classes),
+        natural_clients=natural_train,
+    )
+    assignment = partition.split(data, run.partition, run.num_clients, rng)
+    test_clients = None
+    if natural_test is not None:
+        ids = assignment.natural_ids
+        test_clients = list(natural_test) if ids is None else [natural_test[i] for i in ids]
     return FederatedDataset(
         name=spec.name,
         x_train=arrays.x_train,
         y_train=arrays.y_train,
         x_test=arrays.x_test,
         y_test=arrays.y_test,
-        clients=clients,
+        clients=assignment.clients,
         input_shape=tuple(spec.input_shape),
         num_classes=int(spec.num_classes),
+        test_clients=test_clients,
+        pad_label=spec.pad_label,
     )

@@ -7,6 +7,13 @@ Data" (AISTATS, arXiv:1602.05629), Sec. 3, split MNIST over K = 100 clients two 
 * pathological non-IID: the data sorted by digit label, cut into 200 shards of size 300, and
   each client given 2 shards, so most clients hold only two digits (:func:`shards`).
 
+:func:`quantity_skew` (client sizes from a power law or a log-normal, labels IID; the unbalanced
+splits of Li et al. 2020, "Federated Optimization in Heterogeneous Networks", FedProx) and
+:func:`labels_per_client` (each client holds exactly k classes; "#C=k" of Li, Diao, Chen & He
+2022, "Federated Learning on Non-IID Data Silos: An Experimental Study") are the synthetic skews
+researchers ask for beside them; :func:`natural_subset` picks clients of a dataset that has its
+own (speaking roles, writers).
+
 :func:`dirichlet` adds the label-skew partition of Hsu, Qi & Brown (2019), "Measuring the
 Effects of Non-Identical Data Distribution for Federated Visual Classification"
 (arXiv:1909.06335): each client's class proportions are drawn from Dirichlet(alpha); smaller
@@ -21,10 +28,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ASSIGNMENTS", "PartitionError", "dirichlet", "iid", "label_histogram", "shards"]
+__all__ = [
+    "ASSIGNMENTS",
+    "DISTRIBUTIONS",
+    "PartitionError",
+    "dirichlet",
+    "iid",
+    "label_histogram",
+    "labels_per_client",
+    "natural_subset",
+    "quantity_skew",
+    "shards",
+]
 
 #: Accepted values of ``shards(assignment=...)``.
 ASSIGNMENTS: tuple[str, ...] = ("random", "fixed")
+#: Accepted values of ``quantity_skew(distribution=...)``.
+DISTRIBUTIONS: tuple[str, ...] = ("power_law", "lognormal")
 
 
 class PartitionError(ValueError):
@@ -248,17 +268,185 @@ def label_histogram(
     return counts.reshape(len(parts), num_classes).astype(np.int64)
 
 
-# -- the ``partition`` config group: one function per option, called with the run's config --------
+def quantity_skew(
+    num_examples: int,
+    num_clients: int,
+    distribution: str,
+    exponent: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Unequal client sizes, labels IID: the shuffled examples cut into ``num_clients`` runs.
+
+    Sizes are ``1 + round((N - K) * w_i / sum(w))`` (apportioned so they sum to N exactly; every
+    client holds at least one example), with weights ``w_i`` drawn from
+    ``distribution="power_law"``: a Pareto (Lomax) law, ``1 + rng.pareto(exponent)``, whose tail
+    falls as ``w^-(exponent+1)`` (smaller exponent, heavier tail), or ``"lognormal"``:
+    ``rng.lognormal(0, exponent)`` (exponent is the log-scale sigma; larger, more skew). All
+    ``N`` examples are used.
+
+    Raises:
+        PartitionError: an unknown distribution, ``exponent <= 0``, or a bad ``num_clients``.
+    """
+    num_examples = _check_count("num_examples", num_examples, minimum=0)
+    num_clients = _check_num_clients(num_clients, num_examples)
+    if distribution not in DISTRIBUTIONS:
+        raise PartitionError(
+            f"unknown size distribution {distribution!r}; allowed: {', '.join(DISTRIBUTIONS)}"
+        )
+    if not (np.isfinite(exponent) and exponent > 0):
+        raise PartitionError(f"exponent={exponent!r} must be > 0 (and finite)")
+    if distribution == "power_law":
+        weights = 1.0 + rng.pareto(exponent, num_clients)
+    else:
+        weights = rng.lognormal(0.0, exponent, num_clients)
+    sizes = 1 + _apportion(num_examples - num_clients, weights)
+    order = rng.permutation(num_examples)
+    return _finish(np.split(order, np.cumsum(sizes)[:-1]))
+
+
+def labels_per_client(
+    labels: np.ndarray,
+    num_clients: int,
+    classes_per_client: int,
+    rng: np.random.Generator,
+    num_classes: int | None = None,
+) -> list[np.ndarray]:
+    """Each client holds exactly ``classes_per_client`` classes ("#C=k", Li et al. 2022).
+
+    Client ``i`` holds class ``i mod C`` (so every class is held when ``K >= C``) and
+    ``k - 1`` more drawn without replacement from the rest; each class's examples are shuffled
+    and split as evenly as possible between the clients holding it. A class held by nobody is
+    left out.
+
+    Raises:
+        PartitionError: ``k`` outside ``1..C``, or a class with fewer examples than clients
+            holding it (one of them would not hold it after all).
+    """
+    labels = _check_labels(labels)
+    num_clients = _check_num_clients(num_clients, labels.shape[0])
+    observed = int(labels.max()) + 1 if labels.size else 1
+    num_classes = _check_count("num_classes", num_classes if num_classes else observed)
+    k = _check_count("classes_per_client", classes_per_client)
+    if k > num_classes:
+        raise PartitionError(
+            f"classes_per_client={k} must be <= the number of classes ({num_classes})"
+        )
+    held = []
+    for i in range(num_clients):
+        first = i % num_classes
+        others = np.delete(np.arange(num_classes), first)
+        held.append(np.concatenate([[first], rng.choice(others, k - 1, replace=False)]))
+    holders: list[list[int]] = [[] for _ in range(num_classes)]
+    for client, classes in enumerate(held):
+        for c in classes:
+            holders[int(c)].append(client)
+    parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+    for c, who in enumerate(holders):
+        if not who:
+            continue
+        pool = rng.permutation(np.flatnonzero(labels == c))
+        if pool.size < len(who):
+            raise PartitionError(
+                f"class {c} has {pool.size} examples for {len(who)} clients holding it; "
+                "allowed: fewer clients or fewer classes_per_client"
+            )
+        for client, piece in zip(who, np.array_split(pool, len(who)), strict=True):
+            parts[client].append(piece)
+    return _finish([np.concatenate(p) for p in parts])
+
+
+def natural_subset(num_natural: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
+    """``num_clients`` of a dataset's ``num_natural`` own clients, seeded, in their order (all of
+    them when equal, without drawing)."""
+    num_clients = _check_count("num_clients", num_clients)
+    if num_clients > num_natural:
+        raise PartitionError(
+            f"num_clients={num_clients} must be <= the dataset's {num_natural} clients"
+        )
+    if num_clients == num_natural:
+        return np.arange(num_natural, dtype=np.int64)
+    return np.sort(rng.choice(num_natural, num_clients, replace=False)).astype(np.int64)
+
+
+# -- the ``partition`` config group: one entry per option, called with the run's config --------
+
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 from fedlab.registry import Registry  # noqa: E402
 
-#: ``name -> f(labels, cfg, num_clients, rng)``; ``cfg`` is the run's ``PartitionConfig``.
-PARTITIONS: Registry = Registry("partition", None)
 
-PARTITIONS.register("iid")(lambda labels, cfg, k, rng: iid(len(labels), k, rng))
+@dataclass(frozen=True)
+class PartitionInput:
+    """What a partition may read: the training labels (one per example, or None when the targets
+    are sequences), the number of classes, and the dataset's own clients (None if it has none)."""
+
+    labels: np.ndarray | None
+    num_examples: int
+    num_classes: int
+    natural_clients: list[np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Each client's training indices; ``natural_ids``: which of the dataset's own clients they
+    are (their test splits are the ones evaluated), None for a synthetic partition."""
+
+    clients: list[np.ndarray]
+    natural_ids: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One option of the ``partition`` group. ``needs_labels``: it sorts by class labels;
+    ``needs_natural_clients``: it takes the dataset's own clients (fedlab.config checks both
+    before anything loads)."""
+
+    split: Any  # (PartitionInput, cfg, num_clients, rng) -> Assignment
+    needs_labels: bool = False
+    needs_natural_clients: bool = False
+
+
+#: ``name -> Partition``; ``cfg`` is the run's ``PartitionConfig``.
+PARTITIONS: Registry[Partition] = Registry("partition", None)
+
+PARTITIONS.register("iid")(
+    Partition(lambda d, cfg, k, rng: Assignment(iid(d.num_examples, k, rng)))
+)
 PARTITIONS.register("shards")(
-    lambda labels, cfg, k, rng: shards(
-        labels, k, cfg.shards_per_client, cfg.shard_size, str(cfg.assignment), rng
+    Partition(
+        lambda d, cfg, k, rng: Assignment(
+            shards(d.labels, k, cfg.shards_per_client, cfg.shard_size, str(cfg.assignment), rng)
+        ),
+        needs_labels=True,
     )
 )
-PARTITIONS.register("dirichlet")(lambda labels, cfg, k, rng: dirichlet(labels, k, cfg.alpha, rng))
+PARTITIONS.register("dirichlet")(
+    Partition(
+        lambda d, cfg, k, rng: Assignment(dirichlet(d.labels, k, cfg.alpha, rng)),
+        needs_labels=True,
+    )
+)
+PARTITIONS.register("quantity_skew")(
+    Partition(
+        lambda d, cfg, k, rng: Assignment(
+            quantity_skew(d.num_examples, k, str(cfg.distribution), cfg.exponent, rng)
+        )
+    )
+)
+PARTITIONS.register("labels_per_client")(
+    Partition(
+        lambda d, cfg, k, rng: Assignment(
+            labels_per_client(d.labels, k, cfg.classes_per_client, rng, d.num_classes)
+        ),
+        needs_labels=True,
+    )
+)
+
+
+def _natural(d: PartitionInput, cfg: Any, k: int, rng: np.random.Generator) -> Assignment:
+    chosen = natural_subset(len(d.natural_clients), k, rng)
+    return Assignment([d.natural_clients[i] for i in chosen], chosen)
+
+
+PARTITIONS.register("natural")(Partition(_natural, needs_natural_clients=True))

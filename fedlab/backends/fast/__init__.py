@@ -17,6 +17,8 @@ def build(parts) -> FastEngine:
         parts.algorithm,
         parts.aggregator,
         compressor=parts.compressor,
+        target_shape=parts.target_shape,
+        pad_label=parts.pad_label,
     )
 
 

@@ -9,7 +9,8 @@ client uploads, the server's own state) and other aggregators the combination
 
 - every sampled client starts from the global weights with a freshly initialised client optimizer
   (its hyperparameters come from the server state) and takes one step per batch, in the order of
-  its ``ClientWork``; the loss is the batch mean of the softmax cross-entropy;
+  its ``ClientWork``; the loss is the batch mean of the softmax cross-entropy over its targets
+  (``fedlab.backends.loss``: one per example, or one per position of a sequence);
 - its update is ``initial - trained`` weights (the server optimizer treats it as a gradient), and
   its weight is the number of examples it trained on; an update with any non-finite value is
   replaced by zeros, its weight by 0, and its metrics drop out of the round's metrics;
@@ -17,8 +18,8 @@ client uploads, the server's own state) and other aggregators the combination
   with that average; if the average is not finite (every client diverged, or an overflow), the
   step is not taken and the state stays as it was (``update_skipped``);
 - train loss is the example-weighted mean of the batch losses, train accuracy the fraction of
-  training examples classified correctly, both measured on each batch before its step (TFF's
-  Keras metrics, summed over clients, then finalised).
+  targets predicted correctly, both measured on each batch before its step (TFF's Keras
+  metrics, summed over clients, then finalised).
 
 Why it is fast: no TFF (no import, no worker process, no serialising the data and the weights to
 it each round), and a client's whole local training is one ``tf.function`` holding a
@@ -42,6 +43,7 @@ import tensorflow as tf
 from fedlab.aggregators import Aggregator
 from fedlab.algorithms import Algorithm
 from fedlab.backends.fast.functional import FunctionalModel, functional_model
+from fedlab.backends.loss import batch_loss
 from fedlab.compression import Compressor
 from fedlab.core.types import ClientWork, RoundOutput, check_state_arrays
 from fedlab.optimizers import Optimizer
@@ -116,8 +118,16 @@ class _ClientTrainer:
     from a fresh optimizer state, as TFF re-initialises the client optimizer for every client.
     """
 
-    def __init__(self, model: FunctionalModel, optimizer: Optimizer, algorithm: Algorithm) -> None:
+    def __init__(
+        self,
+        model: FunctionalModel,
+        optimizer: Optimizer,
+        algorithm: Algorithm,
+        target_shape: tuple[int, ...] = (),
+        pad_label: int | None = None,
+    ) -> None:
         self.model = model
+        self.pad_label = pad_label
         self.optimizer = optimizer
         self.algorithm = algorithm
         trainable = model.shapes[: model.num_trainable]
@@ -132,7 +142,7 @@ class _ClientTrainer:
                 [tf.TensorSpec(s, tf.float32) for s in trainable],
                 {k: tf.TensorSpec((), tf.float32) for k in optimizer.hparams},
                 tf.TensorSpec((None, None), tf.float32),  # x
-                tf.TensorSpec((None,), tf.int32),  # y
+                tf.TensorSpec((None, *target_shape), tf.int32),  # y
                 tf.TensorSpec((None,), tf.int32),  # flat visiting order
                 tf.TensorSpec((None,), tf.int32),  # batch starts in it
                 tf.TensorSpec((None,), tf.int32),  # batch sizes
@@ -152,33 +162,32 @@ class _ClientTrainer:
             for v in variables:
                 v.assign(self.optimizer.slot_start(key, v))
 
-        def body(i, loss_total, correct, examples):
+        def body(i, loss_total, correct, examples, target_count):
             start, size = starts[i], sizes[i]
             idx = order[start : start + size]
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
             with tf.GradientTape() as tape:
                 logits = forward(self.weights, xb)
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-                # Keras' SUM_OVER_BATCH_SIZE reduction, which TFF's Keras model uses.
-                loss = tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(size, tf.float32))
-            grads = tape.gradient(loss, self.weights)
+                loss, hits, targets = batch_loss(logits, yb, size, self.pad_label)
+            # An embedding's gradient comes as IndexedSlices; the optimizers take dense ones.
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.weights)]
             grads = self.algorithm.local_gradient(grads, self.weights, initial, inputs)
             self.optimizer.apply_to_variables(hparams, i + 1, self.weights, self.slots, grads)
             # TFF's Keras metrics see the batch's predictions before the step.
-            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb)
             return (
                 i + 1,
                 loss_total + loss * tf.cast(size, tf.float32),
-                correct + tf.reduce_sum(tf.cast(hits, tf.float32)),
+                correct + hits,
                 examples + tf.cast(size, tf.int64),
+                target_count + targets,
             )
 
         steps = tf.shape(starts)[0]
         zero = tf.constant(0.0)
-        _, loss_total, correct, examples = tf.while_loop(
+        _, loss_total, correct, examples, target_count = tf.while_loop(
             lambda i, *_: i < steps,
             body,
-            (tf.constant(0), zero, zero, tf.constant(0, tf.int64)),
+            (tf.constant(0), zero, zero, tf.constant(0, tf.int64), zero),
             parallel_iterations=1,
         )
         update = [a - w.read_value() for a, w in zip(initial, self.weights, strict=True)]
@@ -186,7 +195,11 @@ class _ClientTrainer:
         # A non-finite update drops out with weight 0, and so do the client's metrics.
         weight = tf.where(finite, tf.cast(examples, tf.float32), 0.0)
         count = tf.cast(examples, tf.float32)
-        metrics = tf.where(finite, tf.stack([loss_total, count, correct, count]), tf.zeros(4))
+        # (loss sum, examples, targets right, targets): the loss is a mean over examples of
+        # batch means, the accuracy over targets (the same count when each example has one).
+        metrics = tf.where(
+            finite, tf.stack([loss_total, count, correct, target_count]), tf.zeros(4)
+        )
         return update, weight, metrics, tf.where(finite, examples, 0), finite
 
 
@@ -202,6 +215,8 @@ class FastEngine:
         aggregator: Aggregator,
         parallel_clients: int | None = None,
         compressor: Compressor | None = None,
+        target_shape: tuple[int, ...] = (),
+        pad_label: int | None = None,
     ) -> None:
         self.model: FunctionalModel = functional_model(keras_model)
         self.compressor = compressor or Compressor(None, 0)
@@ -212,7 +227,9 @@ class FastEngine:
         self.parallel_clients = parallel_clients or default_parallel_clients()
         self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
         for _ in range(self.parallel_clients):
-            self._trainers.put(_ClientTrainer(self.model, client_optimizer, algorithm))
+            self._trainers.put(
+                _ClientTrainer(self.model, client_optimizer, algorithm, target_shape, pad_label)
+            )
         self._pool = (
             ThreadPoolExecutor(self.parallel_clients, thread_name_prefix="fedlab-client")
             if self.parallel_clients > 1

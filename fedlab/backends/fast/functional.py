@@ -2,7 +2,9 @@
 
 The layers of a Keras model (``fedlab.models``) are read once and turned into the TensorFlow ops
 Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
-``bias_add``; ``MaxPool2D``: ``max_pool2d``), taking the weights as tensors in Keras order. With
+``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
+the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``), taking the weights as
+tensors in Keras order. With
 the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
 them, and two clients can train at the same time without sharing a variable.
 
@@ -101,6 +103,43 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str, input_grad: bool = Tru
     return conv(x, kernel)
 
 
+def _lstm(x: tf.Tensor, kernel, recurrent, bias, timesteps: int, return_sequences: bool):
+    """Keras 2.14's LSTM on CPU (``keras/layers/rnn/lstm.py``, ``standard_lstm``), unrolled.
+
+    At each step ``z = x_t·W + h·U + b`` is split into the gates in Keras' order i, f, c, o;
+    ``c = σ(f)·c + σ(i)·tanh(z_c)``, ``h = σ(o)·tanh(c)`` (recurrent activation sigmoid,
+    activation tanh), from zero states. ``x·W + b`` is computed for all steps in one product
+    (the same numbers up to the order of float32 additions).
+    """
+    units = recurrent.shape[0]
+    n = tf.shape(x)[0]
+    xz = tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel)
+    xz = tf.reshape(tf.nn.bias_add(xz, bias), (n, timesteps, 4 * units))
+    h = tf.zeros((n, units), x.dtype)
+    c = tf.zeros((n, units), x.dtype)
+    outputs = []
+    for step in range(timesteps):
+        z = xz[:, step] + tf.matmul(h, recurrent)
+        zi, zf, zc, zo = tf.split(z, 4, axis=1)
+        c = tf.sigmoid(zf) * c + tf.sigmoid(zi) * tf.tanh(zc)
+        h = tf.sigmoid(zo) * tf.tanh(c)
+        outputs.append(h)
+    return tf.stack(outputs, axis=1) if return_sequences else h
+
+
+_LSTM_AS_KERAS = {
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "use_bias": True,
+    "go_backwards": False,
+    "stateful": False,
+    "time_major": False,
+    "return_state": False,
+    "dropout": 0.0,
+    "recurrent_dropout": 0.0,
+}
+
+
 def _activation(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
     if name == "linear":
         return lambda t: t
@@ -167,13 +206,45 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
             k, b = position, position + 1
             position += 2
             act = _activation(config["activation"])
+            units = config["units"]
 
-            def dense(ws, t, k=k, b=b, act=act):
-                return act(tf.nn.bias_add(_matmul(t, tf.convert_to_tensor(ws[k])), ws[b]))
+            def dense(ws, t, k=k, b=b, act=act, units=units):
+                kernel = tf.convert_to_tensor(ws[k])
+                if t.shape.rank == 2:
+                    return act(tf.nn.bias_add(_matmul(t, kernel), ws[b]))
+                # Over the last axis, as Keras' tensordot: one product of all positions.
+                flat = _matmul(tf.reshape(t, (-1, t.shape[-1])), kernel)
+                out = tf.reshape(flat, tf.concat([tf.shape(t)[:-1], [units]], 0))
+                return act(tf.nn.bias_add(out, ws[b]))
 
             steps.append(dense)
-            macs += shape[-1] * config["units"]
-            shape = (config["units"],)
+            macs += int(np.prod(shape[:-1])) * shape[-1] * units
+            shape = (*shape[:-1], units)
+        elif isinstance(layer, layers.Embedding):
+            if config.get("mask_zero"):
+                raise ValueError(f"layer {layer.name}: mask_zero is not supported by fast")
+            k = position
+            position += 1
+            steps.append(
+                lambda ws, t, k=k: tf.gather(tf.convert_to_tensor(ws[k]), tf.cast(t, tf.int32))
+            )
+            shape = (*shape, config["output_dim"])
+        elif isinstance(layer, layers.LSTM):
+            odd = {key: config.get(key) for key, want in _LSTM_AS_KERAS.items()}
+            if any(config.get(key) != want for key, want in _LSTM_AS_KERAS.items()):
+                raise ValueError(f"layer {layer.name} ({odd}) is not supported by the fast engine")
+            k = position
+            position += 3
+            units, timesteps = config["units"], shape[0]
+            sequences = bool(config["return_sequences"])
+
+            def lstm(ws, t, k=k, timesteps=timesteps, sequences=sequences):
+                kernel, recurrent, bias = (tf.convert_to_tensor(w) for w in ws[k : k + 3])
+                return _lstm(t, kernel, recurrent, bias, timesteps, sequences)
+
+            steps.append(lstm)
+            macs += timesteps * 4 * units * (shape[-1] + units)
+            shape = (timesteps, units) if sequences else (units,)
         else:
             raise ValueError(f"layer {layer.name} is not supported by the fast engine")
     if position != len(model.trainable_weights) or model.non_trainable_weights:

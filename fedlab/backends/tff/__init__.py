@@ -14,6 +14,8 @@ def build(parts) -> TffEngine:
         parts.server_optimizer,
         parts.algorithm,
         parts.aggregator,
+        target_shape=parts.target_shape,
+        pad_label=parts.pad_label,
     )
 
 

@@ -69,22 +69,24 @@ class TffEngine:
         server_optimizer: Optimizer,
         algorithm: Algorithm,
         aggregator: Aggregator,
+        target_shape: tuple[int, ...] = (),
+        pad_label: int | None = None,
     ) -> None:
+        from fedlab.backends.loss import keras_loss_and_metric
+
         if algorithm.tff_builder is None or aggregator.tff_factory is None:
             # fedlab.config refuses these before a run starts; this guards direct use.
             raise ValueError(f"TFF 0.87 has no {algorithm.name} with {aggregator.name}")
         input_spec = collections.OrderedDict(
             x=tf.TensorSpec([None, math.prod(input_shape)], tf.float32),
-            y=tf.TensorSpec([None], tf.int32),
+            y=tf.TensorSpec([None, *target_shape], tf.int32),
         )
 
         def model_fn() -> tff.learning.models.VariableModel:
             # TFF calls this inside its own graph contexts: build a fresh Keras model each time.
+            loss, accuracy = keras_loss_and_metric(pad_label)
             return tff.learning.models.from_keras_model(
-                make_keras_model(),
-                loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                input_spec=input_spec,
-                metrics=[tf.keras.metrics.SparseCategoricalAccuracy()],
+                make_keras_model(), loss=loss, input_spec=input_spec, metrics=[accuracy]
             )
 
         builder = (
