@@ -349,14 +349,15 @@ def _corpus_from_sqlite(path: Path) -> ShakespeareCorpus:
             ).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataSourceError(f"{label}: cannot read ({type(err).__name__}: {err})") from None
-    # Parsing the protos needs TensorFlow's proto classes: imported here, only on a cache miss.
-    from tensorflow.core.example import example_pb2
+    from fedlab.data.example_proto import example_class
+
+    Example = example_class()  # noqa: N806 (a message class)
 
     splits: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     for client_id, split, blob in rows:
         if split not in splits:
             continue
-        example = example_pb2.Example()
+        example = Example()
         try:
             example.ParseFromString(blob)
             feature = example.features.feature["snippets"].bytes_list.value
