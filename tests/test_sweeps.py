@@ -247,3 +247,12 @@ def test_an_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
     assert parent.info.status == "KILLED"
     assert [j.info.status for j in jobs] == ["KILLED"]
     assert "before all its jobs had run" in parent.data.tags["fedlab.failure"]
+
+
+@pytest.mark.slow
+def test_a_local_sweep_imports_no_cluster_library(tmp_path: Path) -> None:
+    from tests.test_layout import _imported_at_run_time
+
+    modules = _imported_at_run_time("-m", *TINY, "engine=fast", "seed=0,1", cwd=tmp_path)
+    assert "tensorflow" in modules  # it did run
+    assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
