@@ -256,3 +256,28 @@ def test_a_local_sweep_imports_no_cluster_library(tmp_path: Path) -> None:
     modules = _imported_at_run_time("-m", *TINY, "engine=fast", "seed=0,1", cwd=tmp_path)
     assert "tensorflow" in modules  # it did run
     assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
+
+
+@pytest.mark.slow
+def test_an_optuna_study_in_a_journal_file(tmp_path: Path) -> None:
+    search = [
+        "hparams_search=lr",
+        "+hydra/sweeper/storage=journal",
+        "hydra.sweeper.storage.log_storage.file_path=study.journal",
+        "hydra.sweeper.n_trials=2",
+    ]
+    result = run_cli("-m", *TINY, "engine=fast", *search, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    )
+    study = optuna.load_study(study_name="fedlab-lr-iid-2nn-sgd-sgd", storage=journal)
+    assert [t.number for t in study.trials] == [0, 1]
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert parent.data.tags["fedlab.study_storage"] == "JournalStorage(study.journal)"
+    runs = {j.info.run_id: j for j in jobs}
+    for trial in study.trials:
+        assert runs[trial.user_attrs["mlflow_run_id"]].data.tags[sweep.TRIAL_TAG] == str(
+            trial.number
+        )
