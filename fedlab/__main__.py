@@ -1,7 +1,7 @@
 """The Hydra entry point: ``python -m fedlab [GROUP=OPTION ...] [KEY=VALUE ...]``.
 
 Compose the config (Hydra checks keys and types against ``fedlab.config``), convert it once to
-typed dataclasses (ranges and cross-field rules), and hand it to ``fedlab.experiment.run``.
+typed dataclasses (ranges and cross-field rules), and hand it to ``fedlab.core.loop.run``.
 
 Bad input ends in one line on stderr naming the value and what is allowed, and exit status 2;
 ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
@@ -68,7 +68,7 @@ def _run(dict_cfg: DictConfig) -> float:
     if multirun:
         sweep.check_direction(cfg.objective.value, hydra_cfg.sweeper.get("direction"))
 
-    from fedlab.experiment import run  # heavy imports (TF, TFF) only once the config is valid
+    from fedlab.core.loop import run  # heavy imports (TF, TFF) only once the config is valid
     from fedlab.tracking import create_tracker
 
     overrides = list(hydra_cfg.overrides.task)

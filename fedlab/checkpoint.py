@@ -3,12 +3,14 @@
 A checkpoint is one ``.npz`` file: the flattened server state (global model, server optimizer
 state, counters) plus a JSON record of the round, the MLflow run, and the metric history that
 ``rounds_to_target`` needs. Client sampling and local data order are pure functions of
-(seed, round, client) (``fedlab.sampling``), so no random-generator state needs saving: a run
+(seed, round, client) (``fedlab.core.sampling``), so no random-generator state needs saving: a run
 resumed at round r continues exactly as an uninterrupted run would.
 
-Its name is a hash of the config minus what does not change the run's numbers (hardware,
-``rounds``, the run name, checkpoint settings), so re-running the same command finds it, and
-asking for more rounds extends the same run.
+Its name is a hash of the config minus what does not change the run's numbers
+(``fedlab.config.NOT_IN_NUMBERS``: hardware, ``rounds``, the run name, checkpoint settings, ...),
+so re-running the same command finds it, and asking for more rounds extends the same run.
+An algorithm's per-client state lives in files beside it (``fedlab.core.client_state``); the
+checkpoint records which file is each client's.
 """
 
 from __future__ import annotations
@@ -18,27 +20,16 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from fedlab.config import RunConfig
+from fedlab.config import RunConfig, affects_numbers
 from fedlab.errors import UserError
 
 FORMAT_VERSION = 1
-# Keys that may change between a run and its resumption without changing its numbers.
-_NOT_IN_KEY = (
-    "hardware",
-    "rounds",
-    "run_name",
-    "checkpoint_every",
-    "resume",
-    "checkpoint_dir",
-    "objective",
-    "stop_at_target",
-)
 
 
 class CheckpointError(UserError):
@@ -54,15 +45,16 @@ class Checkpoint:
     total_mb: float
     run_id: str | None  # the tracker's run, to continue into
     config_key: str
+    client_states: dict[int, int] = field(default_factory=dict)  # client id -> round of its file
 
 
 def config_key(cfg: RunConfig) -> str:
     """A short hash of everything that determines the run's numbers."""
-    tree = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
-    for key in _NOT_IN_KEY:
-        tree.pop(key, None)
-    tree["tracking"].pop("log_model", None)
-    text = json.dumps(tree, sort_keys=True)
+    from fedlab.tracking import flatten
+
+    tree = flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
+    kept = {key: value for key, value in tree.items() if affects_numbers(key, exact=True)}
+    text = json.dumps(kept, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -70,6 +62,11 @@ def checkpoint_path(cfg: RunConfig, default_dir: Path, key: str) -> Path:
     """Where the checkpoint of the config with ``config_key`` ``key`` lives."""
     directory = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else default_dir
     return directory / f"run-{key}.npz"
+
+
+def client_state_dir(path: Path) -> Path:
+    """Where the per-client state files of the checkpoint at ``path`` live."""
+    return path.with_name(path.stem + ".clients")
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -85,6 +82,7 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
         "run_id": checkpoint.run_id,
         "config_key": checkpoint.config_key,
         "num_arrays": len(checkpoint.state),
+        "client_states": {str(c): r for c, r in checkpoint.client_states.items()},
     }
     arrays = {f"state_{i:04d}": np.asarray(a) for i, a in enumerate(checkpoint.state)}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -132,4 +130,5 @@ def load(path: Path, expected_key: str) -> Checkpoint | None:
         total_mb=float(meta["total_mb"]),
         run_id=meta["run_id"],
         config_key=meta["config_key"],
+        client_states={int(c): int(r) for c, r in meta.get("client_states", {}).items()},
     )

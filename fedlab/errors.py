@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 
 from hydra.errors import (
     ConfigCompositionException,
     MissingConfigException,
     OverrideParseException,
 )
+from omegaconf import DictConfig
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
@@ -53,12 +55,54 @@ def _known_keys() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
+def _command_line_value(key: str) -> str | None:
+    """The value ``key`` is given on the command line (the last one), if it is."""
+    found = None
+    for arg in sys.argv[1:]:
+        name, sep, value = arg.lstrip("+~").partition("=")
+        if sep and name == key:
+            found = value
+    return found
+
+
+def _plugin_key(dotted: str) -> str | None:
+    """``algorithm.mu`` set with an algorithm that has no ``mu``: which options have it."""
+    from fedlab.config import plugin_registry
+
+    group, _, key = dotted.partition(".")
+    registry = plugin_registry(group) if key and "." not in key else None
+    if registry is None:
+        return None
+    chosen = _command_line_value(group) or _default_option(group) or "?"
+    value = _command_line_value(dotted) or "?"
+    from fedlab.config import unknown_key_message
+    from fedlab.models import ModelConfig
+
+    return unknown_key_message(group, key, value, chosen, registry, ModelConfig)
+
+
+def _default_option(group: str) -> str | None:
+    """The option conf/config.yaml's defaults list chooses for ``group``."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
+    for entry in config.get("defaults", []):
+        if isinstance(entry, dict | DictConfig) and group in entry:
+            return str(entry[group])
+    return None
+
+
 def _omegaconf(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None) or ""
     msg = _first_line(getattr(err, "msg", None) or str(err))
     if isinstance(err, ConfigKeyError | ConfigAttributeError):
         bad = re.search(r"Key '([^']+)'", msg)
         name = bad.group(1) if bad else key
+        plugin = _plugin_key(key or name)
+        if plugin:
+            return plugin
         close = difflib.get_close_matches(name.split(".")[-1], _known_keys(), n=1)
         hint = f"; did you mean '{close[0]}'?" if close and "." not in name else ""
         return f"unknown config key '{key or name}'{hint} (see python -m fedlab --help)"

@@ -19,8 +19,8 @@ def configure(cfg: HardwareConfig, engine: Engine = Engine.tff) -> dict[str, str
 
     Must run before TensorFlow creates its first tensor (threads and devices are fixed then).
     ``engine=fast`` on the CPU gets one intra-op thread unless ``intra_op_threads`` says
-    otherwise: that engine trains one client per core (``fedlab.fast``), which measured faster
-    than clients sharing a pool of threads.
+    otherwise: that engine trains one client per core (``fedlab.backends.fast``), which measured
+    faster than clients sharing a pool of threads.
     """
     env: dict[str, str] = {}
     gpus = tf.config.list_physical_devices("GPU")

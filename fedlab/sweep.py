@@ -40,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedlab.config import ConfigError, Objective, TrackingBackend, TrackingConfig
 from fedlab.credentials import redact, refuse_password
 from fedlab.errors import FULL_ERROR, describe
+from fedlab.tracking import default_tracking_uri
 
 ROLE_TAG = "fedlab.role"  # "sweep" on a parent run, "job" on its children
 SWEEP_TAG = "fedlab.sweep_id"
@@ -48,11 +49,6 @@ JOB_TAG = "fedlab.job_num"
 TRIAL_TAG = "fedlab.trial"
 NODE_TAG = "fedlab.node"
 PARENT_TAG = "mlflow.parentRunId"
-
-
-def default_tracking_uri(cwd: str | Path) -> str:
-    """MLflow's store when ``tracking.uri`` is null: a SQLite file where the command runs."""
-    return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:

@@ -17,7 +17,7 @@ Paths, each in a child process of its own (so that start-up and memory are its o
              Keras model, one ``tf.data`` dataset per client, TFF's default execution context
              (which starts TFF's ``worker_binary``).
   tff        fedlab's ``engine=tff`` (fedlab's TffFedAvg in fedlab's own TFF worker).
-  fast       fedlab's ``engine=fast``, its default and fastest path (fedlab.fast: the same
+  fast       fedlab's ``engine=fast``, its default and fastest path (fedlab.backends.fast: the same
              arithmetic in-process, plain TensorFlow, one single-threaded client per core).
   ceiling    not a path: the best throughput of a plain in-process training step of the same CNN
              (Keras, fused Adam) at large batches, the FLOP ceiling of this model on this machine.
@@ -44,6 +44,9 @@ accuracy reaches ``--target`` (0.99), evaluating every ``--eval-every`` rounds, 
 
 No process outlives the benchmark: each child runs in a session of its own, the whole session
 is killed when the child is done, and the benchmark checks that no worker_binary is left.
+
+The report (and ``--json``) names the CPU it ran on, its model and vector extensions (AVX2,
+AVX-512, AMX, ...): the same command gives figures several-fold apart on different CPUs.
 """
 
 from __future__ import annotations
@@ -78,6 +81,41 @@ NOTEBOOK = {
 }
 
 
+# The SIMD extensions that decide how fast TensorFlow's CPU kernels run, as /proc/cpuinfo names
+# them: figures differ several-fold between CPUs (README, Performance), so every report says
+# which CPU it was taken on.
+VECTOR_EXTENSIONS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU's model name and which of ``VECTOR_EXTENSIONS`` it has (from the first
+    processor's ``model name`` and ``flags`` lines; "unknown" and [] where there are none)."""
+    model, flags = "unknown", set()
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"model": model, "vector_extensions": [e for e in VECTOR_EXTENSIONS if e in flags]}
+
+
 # -- the child side: one path --------------------------------------------------------------------
 
 
@@ -87,7 +125,7 @@ def _client_indices(num_clients: int, seed: int) -> list:
     import numpy as np
 
     from fedlab import data as fl_data
-    from fedlab.sampling import PARTITION_STREAM
+    from fedlab.core.sampling import PARTITION_STREAM
 
     rng = np.random.default_rng([seed, PARTITION_STREAM])
     if num_clients * NOTEBOOK["examples_per_client"] <= 60_000:
@@ -98,10 +136,10 @@ def _client_indices(num_clients: int, seed: int) -> list:
     ]
 
 
-def _round_clients(dataset, clients, sampler, round_num: int):
-    """The ClientWork of round ``round_num``: as fedlab.experiment builds it."""
-    from fedlab.algorithm import ClientWork
-    from fedlab.sampling import local_order
+def _round_clients(dataset, clients, sampler, round_num: int, client_states: dict):
+    """The ClientWork of round ``round_num``: as fedlab.core.loop builds it."""
+    from fedlab.core.sampling import local_order
+    from fedlab.core.types import ClientWork
 
     work = []
     for client_id in sampler.sample(round_num):
@@ -110,7 +148,14 @@ def _round_clients(dataset, clients, sampler, round_num: int):
             len(idx), NOTEBOOK["epochs"], NOTEBOOK["seed"], round_num, int(client_id)
         )
         work.append(
-            ClientWork(dataset.x_train[idx], dataset.y_train[idx], order, NOTEBOOK["batch_size"])
+            ClientWork(
+                dataset.x_train[idx],
+                dataset.y_train[idx],
+                order,
+                NOTEBOOK["batch_size"],
+                int(client_id),
+                client_states.get(int(client_id)),
+            )
         )
     return work
 
@@ -183,21 +228,16 @@ def child(args: argparse.Namespace) -> None:
         hardware.configure(HardwareConfig(), Engine.fast)
 
     from fedlab import data as fl_data
-    from fedlab.config import ClientSampling, OptimizerConfig, OptimizerName
-    from fedlab.sampling import ClientSampler
+    from fedlab.config import ClientSampling
+    from fedlab.core.sampling import ClientSampler
 
-    adam = OptimizerName.adam
-    client_opt = OptimizerConfig(name=adam, lr=NOTEBOOK["client_adam_lr"])
-    server_opt = OptimizerConfig(name=adam, lr=NOTEBOOK["server_adam_lr"])
     dataset = fl_data.load_mnist("auto", None)
     clients = _client_indices(args.num_clients, NOTEBOOK["seed"])
     sampler = ClientSampler(
         ClientSampling.uniform, args.num_clients, NOTEBOOK["clients_per_round"], NOTEBOOK["seed"]
     )
     tf.keras.utils.set_random_seed(NOTEBOOK["seed"])
-    from fedlab.models import build_model
-
-    initial = build_model(NOTEBOOK["model"]).get_weights()
+    initial = _mnist_model(NOTEBOOK["model"]).get_weights()
 
     if path == "ceiling":
         Path(args.result_file).write_text(json.dumps(_ceiling(tf, np, dataset, args)))
@@ -218,35 +258,38 @@ def child(args: argparse.Namespace) -> None:
             out = process.next(state, _reference_datasets(tf, work))
             return out.state, float(out.metrics["client_work"]["train"]["loss"])
     else:
-        from fedlab.algorithm import build_engine, engine_runtime
-        from fedlab.config import Engine
+        from fedlab.backends import build_engine, engine_runtime, round_parts
+        from fedlab.data.mnist import Mnist
 
-        engine = Engine.tff if path == "tff" else Engine.fast
-        runtime = engine_runtime(engine, {}, Path(os.devnull))
-        algorithm = build_engine(engine, NOTEBOOK["model"], client_opt, server_opt)
+        cfg = _run_config(path, args)
+        runtime = engine_runtime(cfg.engine, {}, Path(os.devnull))
+        parts = round_parts(cfg, Mnist.input_shape, Mnist.num_classes)
+        algorithm = build_engine(cfg.engine, parts)
 
     evaluate = None
     if args.to_accuracy:
-        from fedlab.evaluation import Evaluator
+        from fedlab.callbacks import Evaluator
 
-        evaluate = Evaluator(NOTEBOOK["model"], dataset.x_test, dataset.y_test)
+        evaluate = Evaluator(_mnist_model(NOTEBOOK["model"]), dataset.x_test, dataset.y_test)
     with runtime:
         if path != "reference":
             state = algorithm.initialize(initial)
 
             def one_round(state, work):
                 out = algorithm.next(state, work)
+                client_states.update(out.client_states)
                 return out.state, out.train_loss
 
         times, losses, history = [], [], {}
         total_rounds = args.warmup + args.rounds if not args.to_accuracy else args.max_rounds
         started = time.time()
         reached = None
+        client_states: dict = {}  # SCAFFOLD's control variates, in memory
         for round_num in range(1, total_rounds + 1):
             tick = time.perf_counter()
             if round_num == 1:
                 marks["first_round_start"] = time.time()
-            work = _round_clients(dataset, clients, sampler, round_num)
+            work = _round_clients(dataset, clients, sampler, round_num, client_states)
             state, loss = one_round(state, work)
             times.append(time.perf_counter() - tick)
             losses.append(loss)
@@ -294,13 +337,45 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def _ceiling(tf, np, dataset, args) -> dict:
-    """Best GFLOP/s of a plain Keras training step of the CNN (Adam, fused) at large batches."""
-    from fedlab.fast.functional import functional_model
+def _mnist_model(name: str):
+    from fedlab.data.mnist import Mnist
     from fedlab.models import build_model
 
-    flops = functional_model(NOTEBOOK["model"]).training_flops_per_example
-    model = build_model(NOTEBOOK["model"])
+    return build_model(name, Mnist.input_shape, Mnist.num_classes)
+
+
+def _run_config(path: str, args):
+    """fedlab's config of the notebook round for engine ``path``, as the CLI composes it, with
+    ``--algorithm`` and ``--client-optimizer``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from fedlab.config import register_configs
+
+    register_configs()
+    client = args.client_optimizer
+    client_lr = NOTEBOOK["client_adam_lr"] if client == "adam" else args.client_sgd_lr
+    overrides = [
+        f"engine={path}",
+        f"model={NOTEBOOK['model']}",
+        f"algorithm={args.algorithm}",
+        f"client_optimizer={client}",
+        f"client_optimizer.lr={client_lr}",
+        "server_optimizer=adam",
+        f"server_optimizer.lr={NOTEBOOK['server_adam_lr']}",
+        f"num_clients={args.num_clients}",
+        *args.set,
+    ]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(compose("config", overrides=overrides))
+
+
+def _ceiling(tf, np, dataset, args) -> dict:
+    """Best GFLOP/s of a plain Keras training step of the CNN (Adam, fused) at large batches."""
+    from fedlab.backends.fast.functional import functional_model
+
+    model = _mnist_model(NOTEBOOK["model"])
+    flops = functional_model(model).training_flops_per_example
     optimizer = tf.keras.optimizers.Adam(NOTEBOOK["client_adam_lr"])
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -391,6 +466,13 @@ def run_child(path: str, args: argparse.Namespace, num_clients: int, extra=()) -
         ",".join(map(str, args.ceiling_batches)),
         "--ceiling-repeats",
         str(args.ceiling_repeats),
+        "--algorithm",
+        args.algorithm,
+        "--client-optimizer",
+        args.client_optimizer,
+        "--client-sgd-lr",
+        str(args.client_sgd_lr),
+        *[f"--set={item}" for item in args.set],
         *extra,
     ]
     # The result comes back in a file, not on stdout: TFF's worker_binary inherits the child's
@@ -542,6 +624,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--verbose", action="store_true", help="show the children's stderr")
+    parser.add_argument(
+        "--algorithm",
+        default="fedavg",
+        help="fedlab's algorithm for the tff and fast paths (fedavg, fedprox, scaffold, ...)",
+    )
+    parser.add_argument(
+        "--client-optimizer",
+        default="adam",
+        choices=("adam", "sgd"),
+        help="the notebook's client Adam (2e-4), or SGD (--client-sgd-lr; SCAFFOLD needs it)",
+    )
+    parser.add_argument("--client-sgd-lr", type=float, default=0.05)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another fedlab override for the tff and fast paths (e.g. algorithm.mu=0.01)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--num-clients", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -553,25 +654,40 @@ def main(argv=None) -> None:
     if args.child:
         child(args)
         return
-    from fedlab.fast.functional import functional_model
+    from fedlab.backends.fast.functional import functional_model
 
-    per_example = functional_model(NOTEBOOK["model"]).training_flops_per_example
+    per_example = functional_model(_mnist_model(NOTEBOOK["model"])).training_flops_per_example
     examples = NOTEBOOK["clients_per_round"] * NOTEBOOK["examples_per_client"] * NOTEBOOK["epochs"]
     per_round = per_example * examples
     print(f"workload: {NOTEBOOK}")
     print(
+        f"fedlab paths (tff, fast): algorithm={args.algorithm}, "
+        f"client_optimizer={args.client_optimizer}"
+        + (f" (lr {args.client_sgd_lr})" if args.client_optimizer == "sgd" else "")
+        + (f", {' '.join(args.set)}" if args.set else "")
+    )
+    print(
         f"training FLOPs: {per_example / 1e6:.1f} MFLOP per example (3 x forward, 2 per MAC), "
         f"{per_round / 1e9:.1f} GFLOP per round of {examples} examples"
     )
+    cpu = cpu_info()
     print(
-        f"machine: {os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.2f} "
-        "(other work on the machine slows every figure)"
+        f"machine: {os.cpu_count()} CPUs, {cpu['model']} "
+        f"({', '.join(cpu['vector_extensions']) or 'no vector extensions found'}); "
+        f"load average now {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)"
     )
     report: dict = {
         "workload": NOTEBOOK,
+        "fedlab": {
+            "algorithm": args.algorithm,
+            "client_optimizer": args.client_optimizer,
+            "client_sgd_lr": args.client_sgd_lr if args.client_optimizer == "sgd" else None,
+            "overrides": args.set,
+        },
         "flops_per_example": per_example,
         "flops_per_round": per_round,
         "cpus": os.cpu_count(),
+        "cpu": cpu,
         "load_average_start": os.getloadavg(),
     }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.experiment import run
+from fedlab.core.loop import run
 from fedlab.tracking import Tracker
 from tests.conftest import (
     QUICK,
@@ -161,3 +161,35 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path: Path, compose_cfg) ->
     first, again, other = run_once(0, "first"), run_once(0, "again"), run_once(1, "other")
     assert first == again  # bit-identical metrics, every round
     assert first[("eval/accuracy", 2)] != other[("eval/accuracy", 2)]
+
+
+def test_a_large_E_starts_its_progress_bar_before_its_first_round(tmp_path: Path) -> None:
+    """E=2000 with the 2NN fits (10 clients x 2000 epochs x 600 examples a round) and takes
+    minutes a round: the bar must show before the first round's work, not after it."""
+    import selectors
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedlab", "E=2000", "model=2nn", "rounds=1", "tracking=none"],
+        cwd=tmp_path,
+        env=cli_env(FEDLAB_PROGRESS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    seen = b""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            deadline = time.monotonic() + 120
+            while b"0/1 [" not in seen and time.monotonic() < deadline and proc.poll() is None:
+                if selector.select(timeout=1):
+                    seen += os.read(proc.stderr.fileno(), 65536)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert b"FedAdam iid:   0%" in seen and b"0/1 [" in seen, seen[-2000:]

@@ -3,6 +3,7 @@ rejected with one line naming the value and what is allowed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ BAD_VALUES = [
     (["partition=shards", "partition.shards_per_client=0"], ["shards_per_client=0", ">= 1"]),
     (["tracking.uri=foo://bar"], ["foo://bar", "sqlite://"]),
     (["tracking.experiment= "], ["tracking.experiment", "non-empty"]),
+    # Local work that cannot be held in memory (it once hung at the first round).
+    (["E=1000000000000"], ["E=1000000000000", "GB", "allowed here: 1 <= E <= "]),
+    (["E=1000000000000", "C=0", "num_clients=1"], ["E=1000000000000", "1 client x E epochs"]),
     # Cross-field rules (STYLE.md: clients per round <= clients, shards fit the data).
     (["num_clients=70000"], ["num_clients=70000", "at most 60000"]),
     (
@@ -137,6 +141,34 @@ def test_every_bad_value_through_the_cli(tmp_path: Path, overrides, words) -> No
     assert not (tmp_path / "mlflow.db").exists()  # no run was started, so none is left RUNNING
 
 
+def test_E_up_to_the_limit_composes_and_one_more_is_refused(compose_cfg) -> None:
+    """The limit in the message is the real one on this machine, for the 2NN at C=0.1 and at
+    one client a round."""
+    import re
+
+    for overrides in (["model=2nn"], ["model=2nn", "C=0"]):
+        with pytest.raises(ConfigError) as info:
+            OmegaConf.to_object(compose_cfg(*overrides, "E=1000000000000"))
+        limit = int(re.search(r"allowed here: 1 <= E <= (\d+)$", str(info.value)).group(1))
+        assert limit >= 1000  # a large E that fits (the paper's largest is 20) is left to run
+        epochs = OmegaConf.to_object(compose_cfg(*overrides, f"E={limit}")).E
+        assert epochs == limit
+        with pytest.raises(ConfigError, match=f"E={limit + 1} is invalid"):
+            OmegaConf.to_object(compose_cfg(*overrides, f"E={limit + 1}"))
+
+
+def test_cli_refuses_local_work_that_cannot_fit_at_once(tmp_path: Path) -> None:
+    """``E=1000000000000 model=2nn rounds=1`` printed nothing for over a minute."""
+    started = time.monotonic()
+    result = run_cli("E=1000000000000", "model=2nn", "rounds=1", cwd=tmp_path, timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab: error: E=1000000000000 is invalid")
+    assert "allowed here: 1 <= E <= " in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_wrong_type_fails_at_compose_time(compose_cfg) -> None:
     with pytest.raises(ConfigCompositionException) as info:
         compose_cfg("C=abc")
@@ -166,6 +198,46 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path: Path, args, expected) -> No
     assert expected in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+def _groups_without_a_default_option() -> list[str]:
+    """The groups of conf/config.yaml's defaults list that choose nothing by default (``group:
+    null``) or are marked ``optional``: the preset groups, now and any added later. Hydra drops
+    an unknown option of an ``optional`` group without a word."""
+    found = []
+    for entry in OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))["defaults"]:
+        if not isinstance(entry, dict):
+            continue
+        ((key, option),) = entry.items()
+        words = key.split()
+        if option is None or words[0] == "optional":
+            found.append(words[-1].split("@")[0].lstrip("/"))
+    return found
+
+
+PRESET_GROUPS = _groups_without_a_default_option()
+
+
+def test_the_preset_groups_are_found_in_the_defaults_list() -> None:
+    assert {"experiment", "hparams_search"} <= set(PRESET_GROUPS)
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+@pytest.mark.parametrize("group", PRESET_GROUPS)
+def test_an_unknown_preset_is_refused_like_any_unknown_option(
+    tmp_path: Path, group: str, multirun: bool
+) -> None:
+    """``experiment=tabel2_cnn`` once ran the default 1000-round CNN without a word."""
+    args = ["-m"] if multirun else []
+    result = run_cli(*args, f"{group}=nope", "rounds=1", cwd=tmp_path, timeout=120)
+    allowed = ", ".join(sorted(p.stem for p in (CONF / group).glob("*.yaml")))
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    assert result.stderr.strip().splitlines() == [
+        f"fedlab: error: {group}=nope is not an option; allowed: {allowed}"
+    ], result.stderr[-2000:]
+    assert result.stdout == ""
+    assert not (tmp_path / "mlflow.db").exists()  # no run, no sweep's parent run
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
 def test_cli_full_error_shows_the_traceback(tmp_path: Path) -> None:
@@ -205,7 +277,7 @@ RUNTIME_BAD = [
         ["dataset.source=keras", "dataset.path=/nonexistent/mnist.npz"],
         "no MNIST data: tried Keras file /nonexistent/mnist.npz (missing)",
     ),
-    (["hardware=gpu"], "hardware=gpu, but TensorFlow sees no GPU on this machine"),
+    # hardware=gpu: see test_hardware_gpu_runs_or_is_refused_as_the_machine_has_a_gpu.
 ]
 
 
@@ -225,3 +297,43 @@ def test_cli_rejects_bad_runtime_input_in_one_line(tmp_path: Path, args, expecte
         with sqlite3.connect(db) as conn:
             statuses = [s for (s,) in conn.execute("select status from runs")]
         assert "RUNNING" not in statuses
+
+
+def _tensorflow_sees_a_gpu() -> bool:
+    """Whether TensorFlow finds a GPU in a fresh process, with the environment the CLI gets."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=cli_env(TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return int(done.stdout.strip().splitlines()[-1]) > 0
+
+
+def test_hardware_gpu_runs_or_is_refused_as_the_machine_has_a_gpu(tmp_path: Path) -> None:
+    """On a machine without a GPU, hardware=gpu is refused in one line before a run starts; on
+    one with a GPU, it runs."""
+    import sqlite3
+
+    result = run_cli("hardware=gpu", "model=logreg", "rounds=1", cwd=tmp_path, timeout=300)
+    if _tensorflow_sees_a_gpu():
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.startswith("After 1 rounds: final test accuracy "), result.stdout
+        return
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        "fedlab: error: hardware=gpu, but TensorFlow sees no GPU on this machine; "
+        "allowed here: hardware=cpu"
+    ], result.stderr[-2000:]
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            assert "RUNNING" not in [s for (s,) in conn.execute("select status from runs")]

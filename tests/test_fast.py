@@ -1,9 +1,10 @@
-"""The fast engine (``fedlab.fast``) computes what TFF's ``build_weighted_fed_avg`` computes.
+"""The fast engine (``fedlab.backends.fast``) computes what TFF's ``build_weighted_fed_avg``
+computes.
 
 Each test gives both engines the same server state and the same ``ClientWork`` (same clients,
 same order of examples, same batch size) and compares what comes out: the whole server state
 (global weights and server optimizer state; both engines flatten it in the same order) and the
-round's metrics. TFF runs for real, in its worker process (``fedlab.tff.LocalWorker``).
+round's metrics. TFF runs for real, in its worker process (``fedlab.backends.tff.LocalWorker``).
 
 Tolerances, and why:
 - Weights and optimizer state, non-adaptive server (SGD, momentum): ``atol=1e-5``. Both engines
@@ -31,11 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from fedlab.algorithm import ClientWork
 from fedlab.config import OptimizerConfig, OptimizerName
-from fedlab.fast import FastFedAvg
-from fedlab.models import build_model
+from fedlab.core.types import ClientWork
 from tests.conftest import QUICK, REPO, only_run, run_cli, worker_pids
+from tests.engines import make_fast, make_tff, mnist_model
 
 O = OptimizerName  # noqa: E741 (the optimizer names read as O.sgd, O.adam in the cases)
 
@@ -43,7 +43,7 @@ O = OptimizerName  # noqa: E741 (the optimizer names read as O.sgd, O.adam in th
 @pytest.fixture(scope="module")
 def tff_worker():
     """One TFF worker for the module's comparisons (building one costs a few seconds)."""
-    from fedlab.tff import LocalWorker
+    from fedlab.backends.tff import LocalWorker
 
     with LocalWorker() as worker:
         yield worker
@@ -128,14 +128,12 @@ def _assert_same_metrics(fast_out, tff_out) -> None:
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_a_round_equals_tffs_build_weighted_fed_avg(case: Case, tff_worker) -> None:
-    from fedlab.tff import TffFedAvg
-
-    tff_engine = TffFedAvg(case.model, case.client, case.server)
-    fast = FastFedAvg(case.model, case.client, case.server, parallel_clients=1)
+    tff_engine = make_tff(case.model, case.client, case.server)
+    fast = make_fast(case.model, case.client, case.server, parallel_clients=1)
     rng = np.random.default_rng(3)
     initial = [
         (rng.standard_normal(w.shape) * 0.05).astype(np.float32)
-        for w in build_model(case.model).get_weights()
+        for w in mnist_model(case.model).get_weights()
     ]
     tff_state = tff_engine.initialize(initial)
     fast_state = fast.initialize(initial)
@@ -168,7 +166,7 @@ def test_a_round_equals_tffs_build_weighted_fed_avg(case: Case, tff_worker) -> N
 def test_the_fast_convolution_gradients_equal_tensorflows(padding, kernel_shape) -> None:
     import tensorflow as tf
 
-    from fedlab.fast.functional import conv2d
+    from fedlab.backends.fast.functional import conv2d
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((3, 9, 8, kernel_shape[2])), tf.float32)
@@ -195,12 +193,10 @@ def test_the_fast_convolution_gradients_equal_tensorflows(padding, kernel_shape)
 
 
 def test_non_finite_client_updates_are_dropped_as_tff_drops_them(tff_worker) -> None:
-    from fedlab.tff import TffFedAvg
-
     sgd, adam = opt(O.sgd, 0.1), opt(O.adam, 1e-2)
-    tff_engine = TffFedAvg("logreg", sgd, adam)
-    fast = FastFedAvg("logreg", sgd, adam, parallel_clients=1)
-    initial = [w * 0 + 0.01 for w in build_model("logreg").get_weights()]
+    tff_engine = make_tff("logreg", sgd, adam)
+    fast = make_fast("logreg", sgd, adam, parallel_clients=1)
+    initial = [w * 0 + 0.01 for w in mnist_model("logreg").get_weights()]
     tff_state, fast_state = tff_engine.initialize(initial), fast.initialize(initial)
 
     # One client of three diverges: its update and its metrics drop out of the round.
@@ -226,8 +222,8 @@ def test_non_finite_client_updates_are_dropped_as_tff_drops_them(tff_worker) -> 
 
 def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
     sgd, adam = opt(O.sgd, 0.1), opt(O.adam, 1e-3)
-    fedadam = FastFedAvg("logreg", sgd, adam, parallel_clients=1)
-    fedavg = FastFedAvg("logreg", sgd, sgd, parallel_clients=1)
+    fedadam = make_fast("logreg", sgd, adam, parallel_clients=1)
+    fedavg = make_fast("logreg", sgd, sgd, parallel_clients=1)
     state = fedadam.initialize([np.ones((784, 10), np.float32), np.zeros(10, np.float32)])
     state = fedadam.next(state, _clients((5, 9), 1, 4, seed=0)).state
     arrays = fedadam.state_arrays(state)
@@ -248,9 +244,9 @@ def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
 
 def test_parallel_clients_give_the_same_round_as_one_at_a_time() -> None:
     sgd, adam = opt(O.adam, 1e-3), opt(O.adam, 1e-3)
-    one = FastFedAvg("2nn", sgd, adam, parallel_clients=1)
-    two = FastFedAvg("2nn", sgd, adam, parallel_clients=2)
-    initial = build_model("2nn").get_weights()
+    one = make_fast("2nn", sgd, adam, parallel_clients=1)
+    two = make_fast("2nn", sgd, adam, parallel_clients=2)
+    initial = mnist_model("2nn").get_weights()
     clients = _clients((7, 13, 20, 3, 11), 2, 4, seed=5)
     out_one = one.next(one.initialize(initial), clients)
     out_two = two.next(two.initialize(initial), clients)
@@ -262,10 +258,12 @@ def test_parallel_clients_give_the_same_round_as_one_at_a_time() -> None:
 def test_the_fast_engine_never_imports_tff() -> None:
     code = (
         "import sys, numpy as np\n"
-        "from fedlab.algorithm import ClientWork, build_engine\n"
+        "from fedlab.backends import build_engine\n"
         "from fedlab.config import Engine, OptimizerConfig, OptimizerName\n"
+        "from fedlab.core.types import ClientWork\n"
+        "from tests.engines import parts\n"
         "sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)\n"
-        "e = build_engine(Engine.fast, 'logreg', sgd, sgd)\n"
+        "e = build_engine(Engine.fast, parts('logreg', sgd, sgd))\n"
         "s = e.initialize([np.zeros((784, 10), np.float32), np.zeros(10, np.float32)])\n"
         "x = np.ones((4, 784), np.float32); y = np.arange(4, dtype=np.int32)\n"
         "e.next(s, [ClientWork(x, y, np.arange(4)[None], 2)])\n"
@@ -283,7 +281,7 @@ def test_the_fast_engine_never_imports_tff() -> None:
 def _run_both(tmp_path, compose_cfg, *overrides: str) -> dict[str, float]:
     from omegaconf import OmegaConf
 
-    from fedlab.experiment import run
+    from fedlab.core.loop import run
 
     accuracy = {}
     for engine in ("tff", "fast"):

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedlab.backends.tff import LocalWorker
 from fedlab.config import OptimizerConfig, OptimizerName
-from fedlab.tff import ClientWork, LocalWorker, TffFedAvg
+from fedlab.core.types import ClientWork
 from tests.conftest import worker_pids
+from tests.engines import make_tff
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -48,7 +50,7 @@ def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) 
     clients = _clients(batch_size)
     # A server lr other than 1 checks that the server step is applied, not just the average.
     client_lr, server_lr = 0.1, 0.5
-    algorithm = TffFedAvg(
+    algorithm = make_tff(
         "logreg",
         OptimizerConfig(name=OptimizerName.sgd, lr=client_lr),
         OptimizerConfig(name=OptimizerName.sgd, lr=server_lr),
@@ -89,8 +91,8 @@ def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) 
 def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
     sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)
     adam = OptimizerConfig(name=OptimizerName.adam, lr=1e-3)
-    fedadam = TffFedAvg("logreg", sgd, adam)
-    fedavg = TffFedAvg("logreg", sgd, sgd)
+    fedadam = make_tff("logreg", sgd, adam)
+    fedavg = make_tff("logreg", sgd, sgd)
     with LocalWorker():
         state = fedadam.initialize([np.ones((784, 10), np.float32), np.zeros(10, np.float32)])
         arrays = fedadam.state_arrays(state)

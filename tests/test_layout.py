@@ -19,14 +19,14 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_only_fedlab_tff_imports_tensorflow_federated() -> None:
+def test_only_the_tff_backend_imports_tensorflow_federated() -> None:
     importers = {
         path.relative_to(REPO).as_posix()
         for path in (REPO / "fedlab").rglob("*.py")
         if any(m.split(".")[0] == "tensorflow_federated" for m in _imported_modules(path))
     }
     assert importers, "fedlab must use TFF somewhere"
-    assert all(p.startswith("fedlab/tff/") for p in importers), importers
+    assert all(p.startswith("fedlab/backends/tff/") for p in importers), importers
 
 
 def test_error_formatting_and_config_do_not_import_tensorflow() -> None:
@@ -35,6 +35,63 @@ def test_error_formatting_and_config_do_not_import_tensorflow() -> None:
         top_level = {m.split(".")[0] for m in _imported_modules(REPO / "fedlab" / module)}
         assert "tensorflow" not in top_level, module
         assert "tensorflow_federated" not in top_level, module
+
+
+PLUGIN_PACKAGES = ("algorithms", "aggregators", "optimizers", "models", "data")
+
+
+def _imported_at_import_time(source: str) -> set[str]:
+    """The modules that running ``source`` as a module imports: every import statement outside
+    function bodies (a class body or a top-level ``try``/``if`` runs at import too), except
+    under ``if TYPE_CHECKING:``."""
+    names: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    visit(children)
+
+    visit(ast.parse(source).body)
+    return names
+
+
+def test_the_import_time_check_sees_what_runs_at_import() -> None:
+    found = _imported_at_import_time(
+        "from __future__ import annotations\n"
+        "from typing import TYPE_CHECKING\n"
+        "import tensorflow as tf\n"
+        "try:\n    import tensorflow_federated\nexcept ImportError:\n    pass\n"
+        "if TYPE_CHECKING:\n    import keras\n"
+        "class A:\n    import numpy\n"
+        "def f():\n    import optuna\n"
+    )
+    assert found == {"__future__", "typing", "tensorflow", "tensorflow_federated", "numpy"}
+
+
+def test_plug_in_modules_do_not_import_tensorflow_at_import_time() -> None:
+    # The registries import every plug-in module to check a config's names before TensorFlow
+    # (~15 s to import here) loads; building a model or training may import it inside functions.
+    paths = [REPO / "fedlab" / "registry.py"]
+    for package in PLUGIN_PACKAGES:
+        paths.extend(sorted((REPO / "fedlab" / package).rglob("*.py")))
+    assert REPO / "fedlab" / "models" / "cnn.py" in paths
+    importers = {}
+    for path in paths:
+        imported = {m.split(".")[0] for m in _imported_at_import_time(path.read_text())}
+        if heavy := imported & {"tensorflow", "tensorflow_federated"}:
+            importers[path.relative_to(REPO).as_posix()] = sorted(heavy)
+    assert importers == {}
 
 
 def _imported_at_run_time(*args: str, cwd: Path) -> set[str]:

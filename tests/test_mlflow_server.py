@@ -85,6 +85,7 @@ class Sweep:
     parent: dict  # the parent run, as runs/search returns it
     jobs: list[dict]  # its children
     cwd: Path
+    output: str  # the sweep's stdout and stderr
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def sweep(mlflow_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Sw
     parent = parents[0]
     jobs = [r for r in runs if tags(r).get("mlflow.parentRunId") == parent["info"]["run_id"]]
     assert len(runs) == 1 + len(jobs), [r["info"]["run_name"] for r in runs]
-    return Sweep(experiment_id, parent, jobs, cwd)
+    return Sweep(experiment_id, parent, jobs, cwd, result.stdout + result.stderr)
 
 
 def test_a_sweep_is_tracked_by_the_server_as_a_parent_run_with_nested_jobs(
@@ -153,6 +154,39 @@ def test_a_sweep_is_tracked_by_the_server_as_a_parent_run_with_nested_jobs(
         for key in ("eval/accuracy", "train/loss", "comm/total_mb"):
             assert key in latest, (run["info"]["run_name"], sorted(latest))
         assert latest["train/loss"]["step"] == ROUNDS
+
+
+MLFLOW_URL_LINES = ("View run", "View experiment")  # what MLflow prints when a run ends
+
+
+def test_a_run_tracked_by_the_server_prints_only_its_progress_and_summary(
+    mlflow_server: Server, tmp_path: Path
+) -> None:
+    """MLflow prints "🏃 View run ... at" and "🧪 View experiment at" lines when a run on a
+    server ends; fedlab's output is its progress bar, its summary and its errors."""
+    quick = [o for o in QUICK if not o.startswith("engine=")]
+    result = run_cli(
+        *quick,
+        "rounds=2",
+        "tracking.log_model=false",
+        f"tracking.uri={mlflow_server.url}",
+        "tracking.experiment=output",  # the sweep's tests expect experiment 'fedlab' to be theirs
+        cwd=tmp_path,
+        FEDLAB_PROGRESS="1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == [result.stdout.strip()], result.stdout
+    assert result.stdout.startswith("After 2 rounds: final test accuracy "), result.stdout
+    assert f"in experiment 'output' at {mlflow_server.url}." in result.stdout
+    frames = [f.strip() for f in re.split(r"[\r\n]", result.stderr) if f.strip()]
+    assert frames, "no progress bar"
+    bar = re.compile(r"^FedAvg iid: +\d+%\|.*\| [0-2]/2 \[")
+    assert all(bar.match(f) for f in frames), [f for f in frames if not bar.match(f)]
+
+
+def test_a_sweep_tracked_by_the_server_prints_no_mlflow_lines(sweep: Sweep) -> None:
+    for words in MLFLOW_URL_LINES:
+        assert words not in sweep.output, sweep.output[-3000:]
 
 
 # --- the MLflow UI in headless Chromium --------------------------------------------------------

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from fedlab.models import build_model
+from tests.engines import MNIST_SHAPE
 
 
 @pytest.mark.parametrize(
     ("name", "params"), [("cnn", 1_663_370), ("2nn", 199_210), ("logreg", 7_850)]
 )
 def test_parameter_counts_equal_the_papers(name: str, params: int) -> None:
-    model = build_model(name)
+    model = build_model(name, *MNIST_SHAPE)
     assert model.count_params() == params
     logits = model(np.zeros((3, 784), np.float32))
     assert logits.shape == (3, 10)
@@ -20,4 +21,4 @@ def test_parameter_counts_equal_the_papers(name: str, params: int) -> None:
 
 def test_unknown_model_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="'vgg'.*cnn, 2nn, logreg"):
-        build_model("vgg")
+        build_model("vgg", *MNIST_SHAPE)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fedlab.config import ClientSampling
-from fedlab.sampling import ClientSampler, local_order
+from fedlab.core.sampling import ClientSampler, local_order
 
 
 def test_uniform_draws_m_distinct_clients_reproducibly() -> None:

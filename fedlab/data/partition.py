@@ -246,3 +246,19 @@ def label_histogram(
         )
     counts = np.bincount(client * num_classes + flat, minlength=len(parts) * num_classes)
     return counts.reshape(len(parts), num_classes).astype(np.int64)
+
+
+# -- the ``partition`` config group: one function per option, called with the run's config --------
+
+from fedlab.registry import Registry  # noqa: E402
+
+#: ``name -> f(labels, cfg, num_clients, rng)``; ``cfg`` is the run's ``PartitionConfig``.
+PARTITIONS: Registry = Registry("partition", None)
+
+PARTITIONS.register("iid")(lambda labels, cfg, k, rng: iid(len(labels), k, rng))
+PARTITIONS.register("shards")(
+    lambda labels, cfg, k, rng: shards(
+        labels, k, cfg.shards_per_client, cfg.shard_size, str(cfg.assignment), rng
+    )
+)
+PARTITIONS.register("dirichlet")(lambda labels, cfg, k, rng: dirichlet(labels, k, cfg.alpha, rng))

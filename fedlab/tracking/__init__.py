@@ -59,6 +59,11 @@ def create_tracker(cfg: TrackingConfig, default_uri: str) -> Tracker:
     return MlflowTracker(uri=cfg.uri or default_uri, experiment=cfg.experiment)
 
 
+def default_tracking_uri(cwd: str | Path) -> str:
+    """MLflow's store when ``tracking.uri`` is null: a SQLite file where the command runs."""
+    return f"sqlite:///{Path(cwd).resolve() / 'mlflow.db'}"
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: config values as MLflow params."""
     flat: dict[str, Any] = {}

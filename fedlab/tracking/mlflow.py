@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# MLflow's INFO lines (creating the SQLite tables, "View run ... at") would interleave with the
-# progress bar; fedlab says where the run is in its closing summary instead.
+# fedlab's output is its progress bar, its summary and its errors; it says where the run is in
+# its closing summary. MLflow's INFO lines (creating the SQLite tables) would interleave with the
+# progress bar, and a run on a tracking server (a RestStore) ends with MLflow writing
+# "🏃 View run ... at: URL" and "🧪 View experiment at: URL" to stdout, from
+# MlflowClient.set_terminated, unless MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT (read at each call).
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402

@@ -1,0 +1,72 @@
+"""The engines that compute a run's rounds, chosen by ``engine=``.
+
+- ``fast`` (``fedlab.backends.fast``): the algorithm in fedlab's process, plain TensorFlow;
+- ``tff`` (``fedlab.backends.tff``): TFF 0.87's own builders, in TFF's worker process. It is the
+  only package that imports tensorflow_federated, and is imported only when chosen.
+
+Both build from the same ``RoundParts`` and meet the ``fedlab.core.types.Engine`` protocol; each
+package has ``build(parts)`` and ``runtime(worker_env, log_path)`` (what must run around the
+rounds: TFF's worker for ``tff``, nothing for ``fast``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedlab.aggregators import Aggregator, build_aggregator
+from fedlab.algorithms import Algorithm, build_algorithm
+from fedlab.optimizers import Optimizer, build_optimizer
+
+# engine name -> the package that implements it (imported on use: TFF costs seconds).
+BACKENDS = {"fast": "fedlab.backends.fast", "tff": "fedlab.backends.tff"}
+
+
+@dataclass(frozen=True)
+class RoundParts:
+    """Everything an engine is built from, decided by the run's config."""
+
+    make_model: Callable[[], Any]  # a fresh Keras model of the run's model
+    input_shape: tuple[int, ...]
+    num_classes: int
+    client_optimizer: Optimizer
+    server_optimizer: Optimizer
+    algorithm: Algorithm
+    aggregator: Aggregator
+
+
+def round_parts(cfg: Any, input_shape: tuple[int, ...], num_classes: int) -> RoundParts:
+    """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
+    from fedlab.models import build_model
+
+    client = build_optimizer(cfg.client_optimizer)
+    return RoundParts(
+        make_model=functools.partial(build_model, cfg.model.name, input_shape, num_classes),
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        client_optimizer=client,
+        server_optimizer=build_optimizer(cfg.server_optimizer),
+        algorithm=build_algorithm(cfg.algorithm, client, cfg.num_clients),
+        aggregator=build_aggregator(cfg.aggregator),
+    )
+
+
+def _backend(engine: Any):
+    return importlib.import_module(BACKENDS[str(engine)])
+
+
+def build_engine(engine: Any, parts: RoundParts):
+    """The engine ``engine`` names, built from ``parts``."""
+    return _backend(engine).build(parts)
+
+
+def engine_runtime(
+    engine: Any, worker_env: dict[str, str], log_path: Path
+) -> contextlib.AbstractContextManager:
+    """What must run around the rounds of ``engine``."""
+    return _backend(engine).runtime(worker_env, log_path)

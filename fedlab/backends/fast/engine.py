@@ -1,0 +1,352 @@
+"""``engine=fast``: a federated algorithm's rounds in this process, with plain TensorFlow.
+
+For FedAvg with the mean aggregator this is TFF 0.87's ``build_weighted_fed_avg`` recomputed
+step for step (``learning/algorithms/fed_avg.py``, ``templates/model_delta_client_work.py``,
+``aggregators/mean.py``, ``templates/apply_optimizer_finalizer.py``); other algorithms change
+the steps through the hooks of ``fedlab.algorithms.Algorithm`` (the local gradient, what a
+client uploads, the server's own state) and other aggregators the combination
+(``fedlab.aggregators``):
+
+- every sampled client starts from the global weights with a freshly initialised client optimizer
+  (its hyperparameters come from the server state) and takes one step per batch, in the order of
+  its ``ClientWork``; the loss is the batch mean of the softmax cross-entropy;
+- its update is ``initial - trained`` weights (the server optimizer treats it as a gradient), and
+  its weight is the number of examples it trained on; an update with any non-finite value is
+  replaced by zeros, its weight by 0, and its metrics drop out of the round's metrics;
+- the server averages ``sum(weight * update) / sum(weight)`` and takes one server optimizer step
+  with that average; if the average is not finite (every client diverged, or an overflow), the
+  step is not taken and the state stays as it was (``update_skipped``);
+- train loss is the example-weighted mean of the batch losses, train accuracy the fraction of
+  training examples classified correctly, both measured on each batch before its step (TFF's
+  Keras metrics, summed over clients, then finalised).
+
+Why it is fast: no TFF (no import, no worker process, no serialising the data and the weights to
+it each round), and a client's whole local training is one ``tf.function`` holding a
+``tf.while_loop`` over its batches, so there is no Python per step. The function has one
+signature for every client (batch boundaries are data), so it is traced once per engine, and the
+engine's cost depends only on the sampled clients' work, never on the total number of clients.
+Clients train ``parallel_clients`` at a time on threads (TensorFlow releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from fedlab.aggregators import Aggregator
+from fedlab.algorithms import Algorithm
+from fedlab.backends.fast.functional import FunctionalModel, functional_model
+from fedlab.core.types import ClientWork, RoundOutput, check_state_arrays
+from fedlab.optimizers import Optimizer
+
+# How many clients train at the same time: one per core. fedlab runs this engine with one
+# intra-op thread (fedlab.hardware), so each client is single-threaded and the cores work on
+# different clients. Measured on the 2-core CPU with scripts/benchmark.py (notebook's CNN round,
+# quiet machine): 1 client on 2 threads 11.2 s; 2 clients sharing 2 threads 9.4 s; 2 clients
+# of 1 thread each 7.4 s. The result is the same bit for bit either way (each client is computed
+# alone; a test checks it). FEDLAB_FAST_PARALLEL_CLIENTS overrides the count.
+PARALLEL_CLIENTS_ENV = "FEDLAB_FAST_PARALLEL_CLIENTS"
+
+
+def default_parallel_clients() -> int:
+    value = os.environ.get(PARALLEL_CLIENTS_ENV)
+    if value:
+        return max(int(value), 1)
+    return max(len(os.sched_getaffinity(0)), 1)
+
+
+@dataclass(frozen=True, eq=False)
+class FastState:
+    """The server state, laid out as TFF's ``LearningAlgorithmState`` flattens.
+
+    ``weights``: the global model (Keras order); ``client_hparams``: the client optimizer's
+    hyperparameters (TFF's ``client_work`` state); ``server``: the server optimizer's state
+    (TFF's ``finalizer`` state). TFF's ``distributor`` and ``aggregator`` states are empty.
+    ``algorithm``: the algorithm's own server state (SCAFFOLD's ``c``; empty for FedAvg, so that
+    FedAvg's state flattens exactly as TFF's).
+    """
+
+    weights: tuple[np.ndarray, ...]
+    client_hparams: dict[str, np.ndarray]
+    server: dict[str, Any]
+    algorithm: dict[str, list[np.ndarray]]
+
+    def structure(self) -> tuple:
+        return (list(self.weights), self.client_hparams, self.server, self.algorithm)
+
+
+def _batch_bounds(work: ClientWork) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flat visiting order and each step's (start, size) in it: epoch after epoch, batches of
+    ``batch_size`` with a short last one, as ``tf.data``'s ``batch`` cuts them."""
+    order = np.asarray(work.order, np.int32)
+    epochs, n = order.shape if order.ndim == 2 else (1, order.size)
+    batch = work.batch_size or n
+    starts, sizes = [], []
+    if n:
+        within = np.arange(0, n, batch, dtype=np.int32)
+        for e in range(epochs):
+            starts.append(e * n + within)
+            sizes.append(np.minimum(batch, n - within).astype(np.int32))
+    flat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int32)  # noqa: E731
+    return order.reshape(-1), flat(starts), flat(sizes)
+
+
+class _ClientTrainer:
+    """One client's local training (TFF's ``model_delta_client_work``) as one ``tf.function``.
+
+    The weights and the client optimizer's slots are variables owned by this trainer, so that the
+    optimizer step can use TensorFlow's fused kernels; a trainer serves one client at a time (the
+    engine keeps one per concurrent client). Every call starts from the given global weights and
+    from a fresh optimizer state, as TFF re-initialises the client optimizer for every client.
+    """
+
+    def __init__(self, model: FunctionalModel, optimizer: Optimizer, algorithm: Algorithm) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.algorithm = algorithm
+        trainable = model.shapes[: model.num_trainable]
+        self.weights = [tf.Variable(tf.zeros(s, tf.float32), name="w") for s in trainable]
+        self.slots = {
+            key: [tf.Variable(optimizer.slot_start(key, w), name=key) for w in self.weights]
+            for key in optimizer.slots
+        }
+        self.train = tf.function(
+            self._train,
+            input_signature=[
+                [tf.TensorSpec(s, tf.float32) for s in trainable],
+                {k: tf.TensorSpec((), tf.float32) for k in optimizer.hparams},
+                tf.TensorSpec((None, None), tf.float32),  # x
+                tf.TensorSpec((None,), tf.int32),  # y
+                tf.TensorSpec((None,), tf.int32),  # flat visiting order
+                tf.TensorSpec((None,), tf.int32),  # batch starts in it
+                tf.TensorSpec((None,), tf.int32),  # batch sizes
+                # the algorithm's model-shaped inputs (SCAFFOLD's correction c - c_i)
+                [
+                    [tf.TensorSpec(s, tf.float32) for s in trainable]
+                    for _ in range(algorithm.num_client_inputs)
+                ],
+            ],
+        )
+
+    def _train(self, initial, hparams, x, y, order, starts, sizes, inputs):
+        forward = self.model.forward
+        for w, value in zip(self.weights, initial, strict=True):
+            w.assign(value)
+        for key, variables in self.slots.items():
+            for v in variables:
+                v.assign(self.optimizer.slot_start(key, v))
+
+        def body(i, loss_total, correct, examples):
+            start, size = starts[i], sizes[i]
+            idx = order[start : start + size]
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                logits = forward(self.weights, xb)
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+                # Keras' SUM_OVER_BATCH_SIZE reduction, which TFF's Keras model uses.
+                loss = tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(size, tf.float32))
+            grads = tape.gradient(loss, self.weights)
+            grads = self.algorithm.local_gradient(grads, self.weights, initial, inputs)
+            self.optimizer.apply_to_variables(hparams, i + 1, self.weights, self.slots, grads)
+            # TFF's Keras metrics see the batch's predictions before the step.
+            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb)
+            return (
+                i + 1,
+                loss_total + loss * tf.cast(size, tf.float32),
+                correct + tf.reduce_sum(tf.cast(hits, tf.float32)),
+                examples + tf.cast(size, tf.int64),
+            )
+
+        steps = tf.shape(starts)[0]
+        zero = tf.constant(0.0)
+        _, loss_total, correct, examples = tf.while_loop(
+            lambda i, *_: i < steps,
+            body,
+            (tf.constant(0), zero, zero, tf.constant(0, tf.int64)),
+            parallel_iterations=1,
+        )
+        update = [a - w.read_value() for a, w in zip(initial, self.weights, strict=True)]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(u)) for u in update])
+        # A non-finite update drops out with weight 0, and so do the client's metrics.
+        weight = tf.where(finite, tf.cast(examples, tf.float32), 0.0)
+        count = tf.cast(examples, tf.float32)
+        metrics = tf.where(finite, tf.stack([loss_total, count, correct, count]), tf.zeros(4))
+        return update, weight, metrics, tf.where(finite, examples, 0), finite
+
+
+class FastEngine:
+    """An algorithm, an aggregator and a server optimizer, computed in this process."""
+
+    def __init__(
+        self,
+        keras_model: tf.keras.Model,
+        client_optimizer: Optimizer,
+        server_optimizer: Optimizer,
+        algorithm: Algorithm,
+        aggregator: Aggregator,
+        parallel_clients: int | None = None,
+    ) -> None:
+        self.model: FunctionalModel = functional_model(keras_model)
+        self.client_optimizer = client_optimizer
+        self.server_optimizer = server_optimizer
+        self.algorithm = algorithm
+        self.aggregator = aggregator
+        self.parallel_clients = parallel_clients or default_parallel_clients()
+        self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
+        for _ in range(self.parallel_clients):
+            self._trainers.put(_ClientTrainer(self.model, client_optimizer, algorithm))
+        self._pool = (
+            ThreadPoolExecutor(self.parallel_clients, thread_name_prefix="fedlab-client")
+            if self.parallel_clients > 1
+            else None
+        )
+        self._server_step = tf.function(self._server_update)
+
+    # -- the server: TFF's apply_optimizer_finalizer ---------------------------------------
+
+    def _server_update(self, weights, server_state, aggregate):
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(m)) for m in aggregate])
+        new_state, new_weights = self.server_optimizer.step(server_state, list(weights), aggregate)
+        return new_state, new_weights, tf.logical_not(finite)
+
+    # -- the Engine protocol --------------------------------------------------------------
+
+    def initialize(self, weights: list[np.ndarray]) -> FastState:
+        """The server state, with the global model set to ``weights`` (Keras order)."""
+        weights = [np.asarray(w, np.float32) for w in weights]
+        shapes = [tuple(w.shape) for w in weights]
+        if shapes != list(self.model.shapes):
+            raise ValueError(f"weights of shapes {shapes}, the model has {list(self.model.shapes)}")
+        trainable = self.trainable_shapes
+        return FastState(
+            weights=tuple(weights),
+            client_hparams=self._client_hparams() if self.algorithm.client_hparams_in_state else {},
+            server=self.server_optimizer.initial_state(trainable),
+            algorithm=self.algorithm.initial_state(trainable),
+        )
+
+    def _client_hparams(self) -> dict[str, np.float32]:
+        return {k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())}
+
+    @property
+    def trainable_shapes(self) -> list[tuple[int, ...]]:
+        return list(self.model.shapes[: self.model.num_trainable])
+
+    def next(self, state: FastState, clients: list[ClientWork]) -> RoundOutput:
+        """One round of the algorithm on the sampled clients."""
+        if not clients:
+            raise ValueError("a round needs at least one client")
+        k = self.model.num_trainable
+        weights = [tf.constant(w) for w in state.weights[:k]]
+        client_hparams = state.client_hparams or self._client_hparams()
+        hparams = {key: tf.constant(v, tf.float32) for key, v in client_hparams.items()}
+        algorithm, shapes = self.algorithm, self.trainable_shapes
+
+        def train(work: ClientWork):
+            order, starts, sizes = _batch_bounds(work)
+            inputs = algorithm.client_inputs(state.algorithm, work.state, shapes)
+            trainer = self._trainers.get()
+            try:
+                update, weight, metrics, trained, finite = trainer.train(
+                    weights,
+                    hparams,
+                    tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1)),
+                    tf.constant(np.asarray(work.y, np.int32)),
+                    tf.constant(order),
+                    tf.constant(starts),
+                    tf.constant(sizes),
+                    [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
+                )
+            finally:
+                self._trainers.put(trainer)
+            if not bool(finite):
+                return None, 0.0, metrics.numpy(), 0, {}, None
+            update = [u.numpy() for u in update]
+            extra, client_state = algorithm.client_result(
+                update, len(starts), inputs, work.state, state.algorithm
+            )
+            return update, float(weight), metrics.numpy(), int(trained), extra, client_state
+
+        results = list(self._pool.map(train, clients)) if self._pool else map(train, clients)
+        updates, weights_of, uploads, client_states = [], [], [], {}
+        metric_sums = np.zeros(4, np.float32)
+        examples = 0
+        for work, (update, weight, metrics, trained, extra, client_state) in zip(
+            clients, results, strict=True
+        ):
+            metric_sums += metrics
+            examples += trained
+            if update is None:
+                continue  # not finite: TFF gives it weight 0 and drops its metrics
+            updates.append(update)
+            weights_of.append(weight)
+            uploads.append(extra)
+            if client_state is not None:
+                client_states[work.client_id] = client_state
+        aggregate = self.aggregator.aggregate(updates, weights_of) if updates else None
+        skipped = aggregate is None
+        if not skipped:
+            server = {
+                key: [tf.constant(a) for a in v] if isinstance(v, list) else tf.constant(v)
+                for key, v in state.server.items()
+            }
+            new_server, new_weights, not_finite = self._server_step(
+                weights, server, [tf.constant(a) for a in aggregate]
+            )
+            skipped = bool(not_finite)
+        algorithm_metrics: dict[str, float] = {}
+        if skipped:
+            next_state, client_states = state, {}
+        else:
+            new_algorithm, algorithm_metrics = algorithm.server_update(state.algorithm, uploads)
+            next_state = FastState(
+                weights=(*(w.numpy() for w in new_weights), *state.weights[k:]),
+                client_hparams=state.client_hparams,
+                server={
+                    key: [a.numpy() for a in v] if isinstance(v, list) else v.numpy()
+                    for key, v in new_server.items()
+                },
+                algorithm=new_algorithm,
+            )
+        loss_total, loss_count, correct, count = (float(v) for v in metric_sums)
+        return RoundOutput(
+            state=next_state,
+            # Keras' Mean.result(): divide_no_nan.
+            train_loss=loss_total / loss_count if loss_count else 0.0,
+            train_accuracy=correct / count if count else 0.0,
+            examples_trained=examples,
+            examples_expected=sum(int(np.asarray(work.order).size) for work in clients),
+            update_skipped=skipped,
+            client_states=client_states,
+            algorithm_metrics=algorithm_metrics,
+        )
+
+    def model_weights(self, state: FastState) -> list[np.ndarray]:
+        """The global model's weights in Keras order (trainable, then non-trainable)."""
+        return [np.array(w) for w in state.weights]
+
+    def state_arrays(self, state: FastState) -> list[np.ndarray]:
+        """The whole server state as a flat list of arrays, in the order TFF's state flattens:
+        global weights, client optimizer hyperparameters, server optimizer state (sorted keys);
+        then the algorithm's own state, if it has any."""
+        return [np.asarray(leaf) for leaf in tf.nest.flatten(state.structure())]
+
+    def state_from_arrays(self, arrays: list[np.ndarray]) -> FastState:
+        """The server state back from ``state_arrays``; ValueError if it does not fit."""
+        template = self.initialize([np.zeros(s, np.float32) for s in self.model.shapes])
+        check_state_arrays(arrays, self.state_arrays(template))
+        weights, hparams, server, algorithm = tf.nest.pack_sequence_as(
+            template.structure(), [np.array(a) for a in arrays]
+        )
+        return FastState(
+            weights=tuple(weights),
+            client_hparams=dict(hparams),
+            server=dict(server),
+            algorithm=dict(algorithm),
+        )

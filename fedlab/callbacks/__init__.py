@@ -1,0 +1,29 @@
+"""What the round loop does after each round besides training: one callback per concern.
+
+The loop (``fedlab.core.loop``) calls, for every callback in order, ``measure`` (add the round's
+metrics and what the run has reached, before the round becomes the run's state) and then
+``after_round`` (record it, once it has), as pfl-research's training-process callbacks; and
+``on_train_begin`` / ``on_train_end`` / ``on_interrupt`` around the rounds.
+"""
+
+from fedlab.callbacks.base import Callback, RoundRecord, TrainingContext
+from fedlab.callbacks.checkpoint import CheckpointCallback
+from fedlab.callbacks.communication import CommunicationCallback
+from fedlab.callbacks.evaluation import EvaluationCallback, Evaluator
+from fedlab.callbacks.progress import ProgressCallback
+from fedlab.callbacks.target import TargetCallback, TimingCallback
+from fedlab.callbacks.tracking import TrackingCallback
+
+__all__ = [
+    "Callback",
+    "CheckpointCallback",
+    "CommunicationCallback",
+    "EvaluationCallback",
+    "Evaluator",
+    "ProgressCallback",
+    "RoundRecord",
+    "TargetCallback",
+    "TimingCallback",
+    "TrackingCallback",
+    "TrainingContext",
+]

@@ -1,0 +1,28 @@
+"""What a round communicates (McMahan et al. 2017 count rounds of communication; fedlab also
+counts the bytes): the broadcast to the sampled clients and their uploads, as float32 arrays of
+the model's size, as many as the algorithm sends each way (SCAFFOLD: the model and its control
+variate both ways)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fedlab.callbacks.base import Callback
+
+BYTES_PER_MB = 1e6
+
+
+class CommunicationCallback(Callback):
+    def measure(self, ctx, record) -> None:
+        algorithm, per_copy = ctx.algorithm, ctx.model_bytes * record.clients
+        broadcast_mb = algorithm.broadcast_copies * per_copy / BYTES_PER_MB
+        uploaded_mb = algorithm.upload_copies * per_copy / BYTES_PER_MB
+        total_mb = record.progress.total_mb + broadcast_mb + uploaded_mb
+        record.progress = dataclasses.replace(record.progress, total_mb=total_mb)
+        record.metrics.update(
+            {
+                "comm/broadcast_mb": broadcast_mb,
+                "comm/uploaded_mb": uploaded_mb,
+                "comm/total_mb": total_mb,
+            }
+        )

@@ -1,0 +1,63 @@
+"""A federated dataset: client ids, each client's examples, the example shape and the classes.
+
+Every dataset registers a ``DatasetSpec`` (``DATASETS``, the ``dataset`` config group) that says
+what the config cross-checks need without loading anything (training examples, example shape,
+classes) and loads its arrays from a local source. ``FederatedDataset`` is what the round loop,
+the models and the engines see: they read shapes and classes from it, never from a dataset's
+module. Clients are index arrays into one training array, never copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from omegaconf import MISSING
+
+from fedlab.registry import Registry
+
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", "fedlab.data")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+
+
+class DatasetSpec:
+    """One dataset: what is known before loading it, and how to load it."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = DatasetConfig
+    train_examples: ClassVar[int]
+    input_shape: ClassVar[tuple[int, ...]]
+    num_classes: ClassVar[int]
+
+    @classmethod
+    def load(cls, cfg: Any) -> Any:
+        """The arrays, as an object with ``x_train`` (n, prod(input_shape)) float32, ``y_train``
+        int32, ``x_test``, ``y_test``; raises a ``DataSourceError``-like error in one line."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FederatedDataset:
+    """The training examples split over clients, and the centralised test set."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    clients: list[np.ndarray]  # each client's example indices into x_train / y_train
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    def client_data(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.clients[client_id]
+        return self.x_train[idx], self.y_train[idx]

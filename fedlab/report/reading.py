@@ -1,0 +1,165 @@
+"""Reading runs from MLflow: what the report needs from each run (``RunSeries``), and the
+searches that find an experiment's runs, a sweep's parent run and its jobs.
+
+Only finished runs that logged test accuracy are compared; every other run gets a line saying
+why it was left out. A store that is not there, a sweep that is not known or a filter MLflow
+refuses is a ``ReportError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+ACCURACY = "eval/accuracy"
+TOTAL_MB = "comm/total_mb"
+ROUNDS_TO_TARGET = "rounds_to_target"
+
+
+class ReportError(RuntimeError):
+    """Nothing to report, or no way to read it; the message is one line."""
+
+
+@dataclass
+class RunSeries:
+    """What the report needs from one run."""
+
+    run_id: str
+    name: str
+    params: dict[str, str]
+    accuracy: dict[int, float]  # test accuracy by round
+    total_mb: dict[int, float]  # cumulative MB communicated by round
+    rounds_to_target: int | None
+
+    @property
+    def seed(self) -> str:
+        return self.params.get("seed", "?")
+
+    @property
+    def final_round(self) -> int:
+        return max(self.accuracy)
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[self.final_round]
+
+    @property
+    def mb_total(self) -> float | None:
+        return self.total_mb[max(self.total_mb)] if self.total_mb else None
+
+    @property
+    def mb_to_target(self) -> float | None:
+        if self.rounds_to_target is None:
+            return None
+        if self.rounds_to_target == 0:
+            return 0.0  # the initial model already reached it: nothing was communicated
+        return self.total_mb.get(self.rounds_to_target)
+
+
+def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeries], list[str]]:
+    """The finished runs with test accuracy, and a line for each run left out."""
+    series, left_out = [], []
+    for run in runs:
+        name = run.info.run_name or run.info.run_id
+        status = run.info.status
+        if status != "FINISHED":
+            why = run.data.tags.get("fedlab.failure", "")
+            why = why.strip().splitlines()[0][:200] if why.strip() else ""
+            left_out.append(f"{name} ({run.info.run_id}): {status}{': ' + why if why else ''}")
+            continue
+        accuracy = _history(client, run.info.run_id, ACCURACY)
+        if not accuracy:
+            left_out.append(f"{name} ({run.info.run_id}): no test accuracy logged")
+            continue
+        reached = run.data.metrics.get(ROUNDS_TO_TARGET)
+        series.append(
+            RunSeries(
+                run_id=run.info.run_id,
+                name=name,
+                params=dict(run.data.params),
+                accuracy=accuracy,
+                total_mb=_history(client, run.info.run_id, TOTAL_MB),
+                rounds_to_target=None if reached is None else int(reached),
+            )
+        )
+    return series, left_out
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    """A metric by step (the latest value where a step was logged twice)."""
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+    return {int(m.step): float(m.value) for m in points}
+
+
+def _open_store(uri: str) -> MlflowClient:
+    """A client for ``uri`` if a store is there; MLflow would create an empty one."""
+    from fedlab.errors import UserError
+    from fedlab.tracking.mlflow import _check_reachable
+
+    hint = "run where the runs' mlflow.db is, or pass --tracking-uri"
+    if uri.startswith("sqlite:///"):
+        if not Path(uri[len("sqlite:///") :]).is_file():
+            raise ReportError(f"no MLflow store at {uri} (no such file); {hint}")
+    elif uri.startswith(("http://", "https://")):
+        try:
+            _check_reachable(uri)
+        except UserError:
+            raise ReportError(f"the MLflow server at {uri} is unreachable; {hint}") from None
+    elif "://" not in uri or uri.startswith("file:"):
+        path = Path(uri.removeprefix("file://").removeprefix("file:"))
+        if not path.is_dir():
+            raise ReportError(f"no MLflow store at {uri} (no such directory); {hint}")
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except MlflowException as err:
+        raise ReportError(
+            f"cannot open the MLflow store at {uri}: {_first_line(err.message)}"
+        ) from None
+
+
+def _find_sweep(client: MlflowClient, exp_id: str, sweep: str) -> Any:
+    parents = _search(client, exp_id, "tags.`fedlab.role` = 'sweep'", None)
+    parents.sort(key=lambda r: r.info.start_time or 0, reverse=True)
+    if not parents:
+        raise ReportError(f"no sweeps in experiment {exp_id}; run one with python -m fedlab -m ...")
+    if sweep == "latest":
+        return parents[0]
+    wanted = sweep.rstrip("/")
+    for run in parents:
+        known = run.data.tags.get("fedlab.sweep_id", "")
+        if known == wanted or Path(known).resolve() == Path(wanted).resolve():
+            return run
+    recent = ", ".join(r.data.tags.get("fedlab.sweep_id", "?") for r in parents[:3])
+    raise ReportError(f"unknown sweep '{sweep}'; the latest are: {recent} (or --sweep latest)")
+
+
+def _search(client: MlflowClient, exp_id: str, filter_string: str, user_filter: str | None) -> list:
+    """Every run matching ``filter_string``, oldest first."""
+    runs, token = [], None
+    try:
+        while True:
+            page = client.search_runs(
+                [exp_id],
+                filter_string=filter_string,
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+    except MlflowException as err:
+        if user_filter:
+            raise ReportError(f"--filter {user_filter!r}: {_first_line(err.message)}") from None
+        raise
+
+
+def _first_line(text: str) -> str:
+    text = str(text).strip()
+    return text.splitlines()[0].strip() if text else "unknown error"

@@ -1,0 +1,160 @@
+"""Tables 1 and 2 of McMahan et al. 2017 from configurations: per configuration its seeds,
+final accuracy, rounds to the target (and how many seeds reached it), MB communicated and the
+paper's value; as markdown (``summary.md``, with the figure and the runs left out) and CSV
+(``summary.csv``, one column per number).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedlab.report.grouping import Configuration, Report
+from fedlab.report.plotting import FIGURE
+
+TABLE_MD, TABLE_CSV = "summary.md", "summary.csv"
+MAX_LEFT_OUT_LINES = 10
+
+HEADER = (
+    "configuration",
+    "seeds",
+    "rounds",
+    "final accuracy",
+    "rounds to target",
+    "reached",
+    "MB to target",
+    "MB total",
+    "paper (rounds to target)",
+)
+
+
+def rows(configurations: Sequence[Configuration]) -> list[tuple[str, ...]]:
+    """The table's rows, as text."""
+    out = []
+    for c in configurations:
+        reached = c.rounds_to_target()
+        out.append(
+            (
+                c.label,
+                ", ".join(c.seeds),
+                c.rounds,
+                c.final_accuracy().text(4),
+                reached.text(1) if reached.n else "not reached",
+                f"{reached.n}/{len(c.runs)}",
+                c.mb_to_target().text(1, thousands=True),
+                c.mb_total().text(1, thousands=True),
+                "; ".join(str(v) for v in c.paper) or "n/a",
+            )
+        )
+    return out
+
+
+def markdown_table(configurations: Sequence[Configuration]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        for row in rows(configurations)
+    ]
+    return "\n".join(lines)
+
+
+def markdown(report: Report) -> str:
+    targets = sorted({c.target for c in report.configurations if not math.isnan(c.target)})
+    parts = [
+        f"# {report.source}",
+        "",
+        f"{_count(report.runs, 'run')} in {_count(len(report.configurations), 'configuration')}"
+        + (f"; target test accuracy {', '.join(f'{t:g}' for t in targets)}." if targets else "."),
+    ]
+    if report.configurations:
+        parts += [
+            "",
+            markdown_table(report.configurations),
+            "",
+            "Mean ± sample standard deviation over seeds. *Rounds to target* and *MB to target* "
+            "average only the seeds that reached the target (*reached*: how many did); a seed "
+            "that never reached it is counted there, not averaged in. *MB*: model broadcast and "
+            "uploads, cumulative (comm/total_mb). *Paper*: McMahan et al. 2017, where the "
+            "configuration is one of its settings (n/a: it is not).",
+            "",
+            f"![test accuracy against rounds]({FIGURE})",
+        ]
+    else:
+        parts += ["", "No finished run with test accuracy (eval/accuracy) to compare."]
+    if report.left_out:
+        shown = report.left_out[:MAX_LEFT_OUT_LINES]
+        more = len(report.left_out) - len(shown)
+        parts += ["", f"Left out ({len(report.left_out)} runs):", ""]
+        parts += [f"- {line}" for line in shown]
+        if more:
+            parts.append(f"- … and {more} more")
+    return "\n".join(parts) + "\n"
+
+
+def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
+    names = list(dict.fromkeys(k for c in configurations for k, _ in c.items))
+    fields = [
+        "configuration",
+        *names,
+        "runs",
+        "seeds",
+        "rounds",
+        "target_accuracy",
+        "final_accuracy_mean",
+        "final_accuracy_std",
+        "rounds_to_target_mean",
+        "rounds_to_target_std",
+        "reached",
+        "mb_to_target_mean",
+        "mb_to_target_std",
+        "mb_total_mean",
+        "mb_total_std",
+        "paper_rounds_to_target",
+        "paper_source",
+        "run_ids",
+    ]
+
+    def num(value: float | None) -> str:
+        return "" if value is None else repr(float(value))
+
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for c in configurations:
+            final, rtt, mb_t, mb = (
+                c.final_accuracy(),
+                c.rounds_to_target(),
+                c.mb_to_target(),
+                c.mb_total(),
+            )
+            writer.writerow(
+                {
+                    "configuration": c.label,
+                    **dict(c.items),
+                    "runs": len(c.runs),
+                    "seeds": " ".join(c.seeds),
+                    "rounds": c.rounds,
+                    "target_accuracy": num(c.target),
+                    "final_accuracy_mean": num(final.mean),
+                    "final_accuracy_std": num(final.std),
+                    "rounds_to_target_mean": num(rtt.mean),
+                    "rounds_to_target_std": num(rtt.std),
+                    "reached": rtt.n,
+                    "mb_to_target_mean": num(mb_t.mean),
+                    "mb_to_target_std": num(mb_t.std),
+                    "mb_total_mean": num(mb.mean),
+                    "mb_total_std": num(mb.std),
+                    "paper_rounds_to_target": " ".join(
+                        "not reached" if v.rounds is None else str(v.rounds) for v in c.paper
+                    ),
+                    "paper_source": " ".join(v.source.replace(" ", "_") for v in c.paper),
+                    "run_ids": " ".join(r.run_id for r in c.runs),
+                }
+            )
+    return path
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

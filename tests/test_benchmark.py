@@ -1,0 +1,62 @@
+"""scripts/benchmark.py names the CPU its figures come from: they differ several-fold between
+CPUs (README, Performance)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cli_env
+
+SCRIPT = REPO / "scripts" / "benchmark.py"
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _proc_cpuinfo() -> tuple[str, set[str]]:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+    return model, set(flags)
+
+
+def test_cpu_info_is_this_machines_model_and_vector_extensions() -> None:
+    model, flags = _proc_cpuinfo()
+    info = _benchmark().cpu_info()
+    assert info["model"] == model
+    extensions = info["vector_extensions"]
+    assert extensions and set(extensions) <= flags
+    for known in ("avx2", "avx512f", "amx_tile"):
+        assert (known in extensions) == (known in flags), known
+
+
+@pytest.mark.slow
+def test_the_benchmark_json_and_header_name_the_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--paths", "fast", "--rounds", "1", "--warmup", "0", "--no-ceiling", "--json", out]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, _ = _proc_cpuinfo()
+    report = json.loads(out.read_text())
+    assert report["cpu"]["model"] == model
+    assert report["cpu"]["vector_extensions"] == _benchmark().cpu_info()["vector_extensions"]
+    machine = next(line for line in done.stdout.splitlines() if line.startswith("machine: "))
+    assert model in machine
+    assert all(e in machine for e in report["cpu"]["vector_extensions"]), machine
