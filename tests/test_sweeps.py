@@ -283,3 +283,20 @@ def test_an_optuna_study_in_a_journal_file(tmp_path: Path) -> None:
         assert runs[trial.user_attrs["mlflow_run_id"]].data.tags[sweep.TRIAL_TAG] == str(
             trial.number
         )
+
+
+def test_the_cluster_presets_compose(compose_cfg) -> None:
+    ray = compose_cfg("hydra/launcher=ray", hydra=True).hydra.launcher
+    assert ray._target_.endswith("RayLauncher")
+    # Hydra #2893: Ray refuses object_store_memory when it joins a running cluster.
+    assert "object_store_memory" in ray.ray.init and ray.ray.init.object_store_memory is None
+    assert ray.ray.remote.max_calls == 1 and ray.ray.remote.num_cpus == 1
+    for launcher in ("submitit_local", "submitit_slurm"):
+        node = compose_cfg(f"hydra/launcher={launcher}", hydra=True).hydra.launcher
+        assert "submitit" in node._target_
+    assert compose_cfg("tracking=server").tracking.uri == "http://127.0.0.1:5000"
+    pg = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=postgresql", hydra=True)
+    assert pg.hydra.sweeper.storage == "postgresql+psycopg2://fedlab@127.0.0.1:5432/optuna"
+    journal = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=journal", hydra=True)
+    assert journal.hydra.sweeper.storage._target_ == "optuna.storages.JournalStorage"
+    assert sweep.storage_label(journal.hydra.sweeper.storage) == "JournalStorage(optuna.journal)"
