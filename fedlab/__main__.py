@@ -13,6 +13,7 @@ import atexit
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,9 @@ from fedlab.config import RunConfig, register_configs
 from fedlab.errors import FULL_ERROR, DivergedError, describe
 
 register_configs()
+# conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its
+# comments); Hydra then merges the two and warns, at every job, that it does so.
+warnings.filterwarnings("ignore", message="'hydra/launcher/ray' is validated against ConfigStore")
 
 
 class Terminated(KeyboardInterrupt):
@@ -73,8 +77,9 @@ def _run(dict_cfg: DictConfig) -> float:
     trial = None
     if multirun and sweep.sweeper_name(hydra_cfg) == "optuna":
         trial = sweep.optuna_trial_number(hydra_cfg.sweeper, overrides)
-    swept = os.environ.get(sweep.ENV_SWEPT_KEYS)
-    name = sweep.job_name(overrides, swept.split(",") if swept else [])
+    # A job finds its sweep's parent run in MLflow, on whatever machine the launcher ran it.
+    in_sweep = sweep.find_sweep(tracker, str(hydra_cfg.sweep.dir)) if multirun else None
+    name = sweep.job_name(overrides, in_sweep.swept_keys if in_sweep else [])
     result = run(
         cfg,
         output_dir=Path(hydra_cfg.runtime.output_dir),
@@ -83,7 +88,7 @@ def _run(dict_cfg: DictConfig) -> float:
         run_name=cfg.run_name or name,
         overrides=" ".join(overrides),
         progress=sys.stderr.isatty() or os.environ.get("FEDLAB_PROGRESS") == "1",
-        tags=sweep.job_tags(hydra_cfg.job.num, trial) if multirun else None,
+        tags=sweep.job_tags(in_sweep, hydra_cfg.job.num, trial) if multirun else None,
     )
     if trial is not None and tracker.run_id:
         sweep.link_trial(hydra_cfg.sweeper, trial, tracker.run_id)

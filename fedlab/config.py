@@ -294,6 +294,9 @@ class TrackingConfig:
                 f"tracking.uri={self.uri!r} has an unknown scheme; allowed: null (a SQLite file "
                 f"here) or a URI starting with {schemes}",
             )
+            from fedlab.credentials import refuse_password
+
+            refuse_password("tracking.uri", self.uri)
         _require(
             bool(self.experiment.strip()),
             "tracking.experiment='' is invalid; allowed: a non-empty name",

@@ -3,12 +3,15 @@
 A Hydra callback (``hydra.callbacks.fedlab_sweep`` in ``conf/config.yaml``) runs in the process
 that launches the sweep, whatever the launcher:
 
-- ``on_multirun_start`` opens (or, for the same sweep directory, reopens) the sweep's parent run
-  and passes its id, the sweep id and the swept keys to the jobs through environment variables
-  (inherited by jobs in this process and by a parallel launcher's worker processes alike);
-- each job (``fedlab.__main__``) tags its run with ``mlflow.parentRunId`` (which the MLflow UI
-  nests by), the sweep id, its job number and, in an Optuna search, its trial number, and is
-  named from its swept overrides (``partition=shards,C=0.1``);
+- ``on_multirun_start`` opens (or, for the same sweep directory, reopens) the sweep's parent run,
+  tagged ``fedlab.role=sweep``, ``fedlab.sweep_id`` and ``fedlab.swept_keys``;
+- each job (``fedlab.__main__``), wherever it runs (this process, a joblib worker, a Ray worker
+  on another machine, a SLURM node), finds that parent in MLflow by its sweep id, which Hydra
+  gives every job (``hydra.sweep.dir``): nothing is passed through environment variables, which
+  a job on another machine does not inherit. It tags its run with ``mlflow.parentRunId`` (which
+  the MLflow UI nests by), the sweep id, its job number, the node it ran on (``fedlab.node``:
+  the Ray node id under Ray, else the host name) and, in an Optuna search, its trial number,
+  and is named from its swept overrides (``partition=shards,C=0.1``);
 - ``on_multirun_end`` records the best job (for an Optuna search: the study's best parameters
   and value, from the sweeper's ``optimization_results.yaml``), writes the comparison report
   (``fedlab.report``) onto the parent run, and ends it FINISHED. A sweep that dies on the way
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,17 +38,16 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import ConfigError, Objective, TrackingBackend, TrackingConfig
+from fedlab.credentials import redact, refuse_password
 from fedlab.errors import FULL_ERROR, describe
 from fedlab.tracking import default_tracking_uri
 
-ENV_PARENT_RUN = "FEDLAB_SWEEP_PARENT_RUN_ID"
-ENV_SWEEP_ID = "FEDLAB_SWEEP_ID"
-ENV_SWEPT_KEYS = "FEDLAB_SWEPT_KEYS"
-
 ROLE_TAG = "fedlab.role"  # "sweep" on a parent run, "job" on its children
 SWEEP_TAG = "fedlab.sweep_id"
+SWEPT_KEYS_TAG = "fedlab.swept_keys"
 JOB_TAG = "fedlab.job_num"
 TRIAL_TAG = "fedlab.trial"
+NODE_TAG = "fedlab.node"
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -67,20 +71,79 @@ def job_name(task_overrides: list[str], keys: list[str]) -> str:
     return ",".join(chosen or task_overrides) or "defaults"
 
 
-def job_tags(job_num: int, trial: int | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class SweepJob:
+    """What a job learns about its sweep from the sweep's parent run in MLflow."""
+
+    parent_run_id: str
+    sweep_id: str
+    swept_keys: list[str]
+
+
+def find_sweep(tracker, sweep_id: str) -> SweepJob | None:
+    """The sweep ``sweep_id`` (``hydra.sweep.dir``) as its parent run in the job's tracking
+    store records it; None without tracking or when the store has no such sweep."""
+    parent = tracker.find_sweep_parent(sweep_id)
+    if parent is None:
+        return None
+    keys = parent.data.tags.get(SWEPT_KEYS_TAG, "")
+    return SweepJob(parent.info.run_id, sweep_id, [k for k in keys.split(",") if k])
+
+
+def node_tags() -> dict[str, str]:
+    """Where this job ran: ``fedlab.node`` is the Ray node id when a Ray worker runs the job
+    (two Ray nodes on one machine share a host name), else the host name; the host and the
+    process id are recorded either way."""
+    host = socket.gethostname()
+    node = None
+    ray = sys.modules.get("ray")  # imported only when a Ray launcher runs this job
+    if ray is not None and ray.is_initialized():
+        node = ray.get_runtime_context().get_node_id()
+    return {NODE_TAG: node or host, "fedlab.host": host, "fedlab.pid": str(os.getpid())}
+
+
+def job_tags(sweep: SweepJob | None, job_num: int, trial: int | None) -> dict[str, str]:
     """The tags that put a job's run under its sweep's parent (empty outside a sweep)."""
-    parent = os.environ.get(ENV_PARENT_RUN)
-    if not parent:
+    if sweep is None:
         return {}
     tags = {
-        PARENT_TAG: parent,
-        SWEEP_TAG: os.environ.get(ENV_SWEEP_ID, ""),
+        PARENT_TAG: sweep.parent_run_id,
+        SWEEP_TAG: sweep.sweep_id,
         ROLE_TAG: "job",
         JOB_TAG: str(job_num),
+        **node_tags(),
     }
     if trial is not None:
         tags[TRIAL_TAG] = str(trial)
     return tags
+
+
+def study_storage(sweeper: DictConfig) -> Any:
+    """The Optuna sweeper's storage as Optuna takes it: a database URL (``sqlite:///...``,
+    ``postgresql://...``), or a storage object built from a ``_target_`` node (the journal file
+    of ``hydra/sweeper/storage=journal``), as the sweeper's own instantiation builds it."""
+    storage = sweeper.get("storage")
+    if isinstance(storage, DictConfig):
+        from hydra.utils import instantiate
+
+        return instantiate(storage)
+    return storage
+
+
+def storage_label(storage: Any) -> str:
+    """The storage in words, for the parent run's tag: a URL (never with a password), or the
+    storage class and its file."""
+    if isinstance(storage, DictConfig):
+        target = str(storage.get("_target_", "")).rsplit(".", 1)[-1]
+        path = OmegaConf.select(storage, "log_storage.file_path")
+        return f"{target}({path})" if path else target
+    return redact(str(storage))
+
+
+def check_storage(storage: Any) -> None:
+    """A study's storage URL must not carry a password (see ``fedlab.credentials``)."""
+    if isinstance(storage, str):
+        refuse_password("hydra.sweeper.storage", storage)
 
 
 def optuna_trial_number(sweeper: DictConfig, overrides: list[str]) -> int | None:
@@ -90,14 +153,14 @@ def optuna_trial_number(sweeper: DictConfig, overrides: list[str]) -> int | None
     when a study is continued, the trial number does not. The job's trial is the running trial
     whose parameters are this job's overrides.
     """
-    storage, study_name = sweeper.get("storage"), sweeper.get("study_name")
-    if not storage or not study_name:
+    study_name = sweeper.get("study_name")
+    if not sweeper.get("storage") or not study_name:
         return None
     import optuna
 
     values = dict(o.split("=", 1) for o in overrides if "=" in o)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=study_storage(sweeper))
     except (KeyError, ValueError):
         return None
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -112,7 +175,7 @@ def link_trial(sweeper: DictConfig, trial_number: int, run_id: str) -> None:
     that Optuna's tools lead back to the run."""
     import optuna
 
-    storage = optuna.storages.get_storage(sweeper.storage)
+    storage = optuna.storages.get_storage(study_storage(sweeper))
     study_id = storage.get_study_id_from_name(sweeper.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
     storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
@@ -153,6 +216,7 @@ class SweepTracking(Callback):
         # the sweep before its first job instead, in one line, as it does for a single run.
         try:
             check_direction(config.get("objective"), config.hydra.sweeper.get("direction"))
+            check_storage(config.hydra.sweeper.get("storage"))
             self._open_parent(config)
         except Exception as err:
             message = describe(err)
@@ -182,8 +246,8 @@ class SweepTracking(Callback):
             ROLE_TAG: "sweep",
             SWEEP_TAG: sweep_id,
             "fedlab.sweeper": sweeper,
-            "fedlab.swept_keys": ",".join(keys),
-            "fedlab.launcher": _target_name(hydra.launcher),
+            SWEPT_KEYS_TAG: ",".join(keys),
+            "fedlab.launcher": launcher_name(hydra),
             "overrides": " ".join(task_overrides),
             "mlflow.note.content": (
                 f"Sweep over {', '.join(keys) or 'nothing'} ({sweeper}); "
@@ -192,13 +256,10 @@ class SweepTracking(Callback):
         }
         if sweeper == "optuna":
             tags["fedlab.study_name"] = str(hydra.sweeper.study_name)
-            tags["fedlab.study_storage"] = str(hydra.sweeper.storage)
+            tags["fedlab.study_storage"] = storage_label(hydra.sweeper.storage)
             tags["fedlab.direction"] = str(hydra.sweeper.direction)
         tracker.open_parent(f"sweep {sweep_id}", sweep_id, tags)
         self._tracker = tracker
-        os.environ[ENV_PARENT_RUN] = tracker.run_id
-        os.environ[ENV_SWEEP_ID] = sweep_id
-        os.environ[ENV_SWEPT_KEYS] = ",".join(keys)
         atexit.register(self._end_if_interrupted)
         print(f"fedlab: sweep {sweep_id}: {tracker.location}", file=sys.stderr)
 
@@ -210,8 +271,9 @@ class SweepTracking(Callback):
         try:
             children = tracker.child_runs()
             failed = [r for r in children if r.info.status == "FAILED"]
-            tracker.client.set_tag(tracker.run_id, "fedlab.jobs", str(len(children)))
-            tracker.client.set_tag(tracker.run_id, "fedlab.jobs_failed", str(len(failed)))
+            tracker.set_tags(
+                {"fedlab.jobs": str(len(children)), "fedlab.jobs_failed": str(len(failed))}
+            )
             _record_best(tracker, config, children, sweep_dir / "optimization_results.yaml")
             _write_report(tracker, sweep_dir)
         except BaseException as err:
@@ -223,8 +285,6 @@ class SweepTracking(Callback):
         if self._tracker is not None and not self._ended:
             self._ended = True
             self._tracker.finish(status, reason)
-            for name in (ENV_PARENT_RUN, ENV_SWEEP_ID, ENV_SWEPT_KEYS):
-                os.environ.pop(name, None)
 
     def _end_if_interrupted(self) -> None:
         # at exit, if on_multirun_end never ran: Ctrl-C, SIGTERM or an error ended the sweep.
@@ -251,8 +311,12 @@ def _tracking_config(config: DictConfig) -> TrackingConfig | None:
         return None
 
 
-def _target_name(node: DictConfig) -> str:
-    target = str(node.get("_target_", ""))
+def launcher_name(hydra: DictConfig) -> str:
+    """The ``hydra/launcher`` option (basic, joblib, ray, submitit_slurm, submitit_local)."""
+    choice = OmegaConf.select(hydra, "runtime.choices", default=None) or {}
+    if choice.get("hydra/launcher"):
+        return str(choice["hydra/launcher"])
+    target = str(hydra.launcher.get("_target_", ""))
     return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "unknown"
 
 
@@ -267,8 +331,8 @@ def _record_best(tracker, config: DictConfig, children: list, results_file: Path
     client, run_id = tracker.client, tracker.run_id
     if results_file.is_file():
         results = OmegaConf.load(results_file)
-        for key, value in (results.get("best_params") or {}).items():
-            client.set_tag(run_id, f"best.{key}", str(value))
+        best_params = results.get("best_params") or {}
+        tracker.set_tags({f"best.{key}": str(value) for key, value in best_params.items()})
         if results.get("best_value") is not None:
             client.log_metric(run_id, "best_value", float(results.best_value))
         return
@@ -284,8 +348,7 @@ def _record_best(tracker, config: DictConfig, children: list, results_file: Path
     if not scored:
         return
     value, best = (min if minimize else max)(scored, key=lambda pair: pair[0])
-    client.set_tag(run_id, "best.run_id", best.info.run_id)
-    client.set_tag(run_id, "best.job", best.info.run_name or "")
+    tracker.set_tags({"best.run_id": best.info.run_id, "best.job": best.info.run_name or ""})
     client.log_metric(run_id, "best_value", float(value))
 
 

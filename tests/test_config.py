@@ -48,7 +48,7 @@ def test_groups_are_the_documented_ones() -> None:
     for role in ("client_optimizer", "server_optimizer"):
         assert options[role] == {"sgd", "sgdm", "adam", "yogi", "adagrad"}
     assert options["hardware"] == {"cpu", "gpu"}
-    assert options["tracking"] == {"mlflow", "none"}
+    assert options["tracking"] == {"mlflow", "none", "server"}
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -60,7 +60,9 @@ def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option
     assert isinstance(cfg, RunConfig)
     chosen = getattr(cfg, group)
     field = {"hardware": "device", "tracking": "backend"}.get(group, "name")
-    assert str(getattr(chosen, field)) == option
+    # tracking=server is MLflow with a server's URI.
+    expected = {("tracking", "server"): "mlflow"}.get((group, option), option)
+    assert str(getattr(chosen, field)) == expected
 
 
 def test_defaults_reproduce_the_notebook(compose_cfg) -> None:

@@ -92,3 +92,30 @@ def test_plug_in_modules_do_not_import_tensorflow_at_import_time() -> None:
         if heavy := imported & {"tensorflow", "tensorflow_federated"}:
             importers[path.relative_to(REPO).as_posix()] = sorted(heavy)
     assert importers == {}
+
+
+def _imported_at_run_time(*args: str, cwd: Path) -> set[str]:
+    """Every module ``python -m fedlab ARGS`` imports (``-X importtime``)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fedlab", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[-1].strip() for line in lines}
+
+
+def test_composing_a_config_imports_no_cluster_library(tmp_path: Path) -> None:
+    # Ray (about 1 s to import) and submitit are for hydra/launcher=ray / submitit_* only.
+    modules = _imported_at_run_time("--cfg", "job", cwd=tmp_path)
+    assert "hydra" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}

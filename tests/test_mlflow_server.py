@@ -9,27 +9,28 @@ process group; so is every Chromium.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICK, processes, run_cli, worker_pids
+from tests.conftest import QUICK, run_cli, worker_pids
+from tests.servers import (
+    Server,
+    free_port,
+    get,
+    post,
+    start_mlflow_server,
+    stop_group,
+    tags,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,136 +40,40 @@ EPOCHS = (1, 2)
 # The job names fedlab gives a sweep's runs: its swept overrides, in command-line order.
 JOB_NAMES = {f"partition={p},E={e}" for p in PARTITIONS for e in EPOCHS}
 
-SERVER_START_TIMEOUT = 180  # s; it took 14-27 s here on 2 idle cores
 CHROMIUM_TIMEOUT = 120  # s per page load
 
 
-# --- processes in a group of their own ---------------------------------------------------------
-
-
-def group_members(pgid: int) -> set[int]:
-    """PIDs of the live processes in process group ``pgid`` (zombies, already dead and only
-    waiting for init to reap them, do not count)."""
-    return {pid for pid, state, _, pgrp in processes() if pgrp == pgid and state != "Z"}
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to ``proc``'s process group, SIGKILL if it is still there after ``grace`` s;
-    then wait until the group is empty, and fail if it does not empty."""
-    pgid = proc.pid  # start_new_session: the leader's PID is the group's ID
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    deadline = time.monotonic() + grace
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    killed = group_members(pgid)
-    if killed or proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert not group_members(pgid), f"processes left in group {pgid}: {group_members(pgid)}"
-    assert not killed, f"SIGTERM left processes of group {pgid} running: {killed}"
-
-
 # --- the MLflow server -----------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(server: Server, path: str, **query: str) -> dict:
-    url = f"{server.url}{path}?{urllib.parse.urlencode(query)}"
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return json.load(response)
-
-
-def post(server: Server, path: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        f"{server.url}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
-
-
-def wait_until_up(server: Server) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"mlflow server exited ({server.proc.returncode}):\n{tail(server.log)}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow server did not answer in {SERVER_START_TIMEOUT} s:\n{tail(server.log)}")
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``mlflow server`` on 127.0.0.1 at a free port, SQLite backend, artifacts in tmp."""
     root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    log = root / "server.log"
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job processes (ENVIRONMENT.md)
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{root / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(root / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", proc, log)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--workers",
+        "1",
+    ]
+    # No job processes (ENVIRONMENT.md).
+    server = start_mlflow_server(
+        command, cwd=root, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    )
     try:
-        wait_until_up(server)
         yield server
     finally:
-        stop_group(proc)
+        stop_group(server.proc)
 
 
 # --- the sweep -------------------------------------------------------------------------------
@@ -181,10 +86,6 @@ class Sweep:
     jobs: list[dict]  # its children
     cwd: Path
     output: str  # the sweep's stdout and stderr
-
-
-def tags(run: dict) -> dict[str, str]:
-    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
 
 
 @pytest.fixture(scope="module")

@@ -251,3 +251,54 @@ def test_an_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
     assert parent.info.status == "KILLED"
     assert [j.info.status for j in jobs] == ["KILLED"]
     assert "before all its jobs had run" in parent.data.tags["fedlab.failure"]
+
+
+@pytest.mark.slow
+def test_a_local_sweep_imports_no_cluster_library(tmp_path: Path) -> None:
+    from tests.test_layout import _imported_at_run_time
+
+    modules = _imported_at_run_time("-m", *TINY, "engine=fast", "seed=0,1", cwd=tmp_path)
+    assert "tensorflow" in modules  # it did run
+    assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
+
+
+@pytest.mark.slow
+def test_an_optuna_study_in_a_journal_file(tmp_path: Path) -> None:
+    search = [
+        "hparams_search=lr",
+        "+hydra/sweeper/storage=journal",
+        "hydra.sweeper.storage.log_storage.file_path=study.journal",
+        "hydra.sweeper.n_trials=2",
+    ]
+    result = run_cli("-m", *TINY, "engine=fast", *search, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    )
+    study = optuna.load_study(study_name="fedlab-lr-iid-2nn-sgd-sgd", storage=journal)
+    assert [t.number for t in study.trials] == [0, 1]
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert parent.data.tags["fedlab.study_storage"] == "JournalStorage(study.journal)"
+    runs = {j.info.run_id: j for j in jobs}
+    for trial in study.trials:
+        assert runs[trial.user_attrs["mlflow_run_id"]].data.tags[sweep.TRIAL_TAG] == str(
+            trial.number
+        )
+
+
+def test_the_cluster_presets_compose(compose_cfg) -> None:
+    ray = compose_cfg("hydra/launcher=ray", hydra=True).hydra.launcher
+    assert ray._target_.endswith("RayLauncher")
+    # Hydra #2893: Ray refuses object_store_memory when it joins a running cluster.
+    assert "object_store_memory" in ray.ray.init and ray.ray.init.object_store_memory is None
+    assert ray.ray.remote.max_calls == 1 and ray.ray.remote.num_cpus == 1
+    for launcher in ("submitit_local", "submitit_slurm"):
+        node = compose_cfg(f"hydra/launcher={launcher}", hydra=True).hydra.launcher
+        assert "submitit" in node._target_
+    assert compose_cfg("tracking=server").tracking.uri == "http://127.0.0.1:5000"
+    pg = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=postgresql", hydra=True)
+    assert pg.hydra.sweeper.storage == "postgresql+psycopg2://fedlab@127.0.0.1:5432/optuna"
+    journal = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=journal", hydra=True)
+    assert journal.hydra.sweeper.storage._target_ == "optuna.storages.JournalStorage"
+    assert sweep.storage_label(journal.hydra.sweeper.storage) == "JournalStorage(optuna.journal)"

@@ -29,6 +29,10 @@ class Tracker:
     def log_artifact(self, path: Path) -> None:
         """Attach a file to the run."""
 
+    def find_sweep_parent(self, sweep_id: str) -> Any:
+        """The parent run of sweep ``sweep_id`` (see ``fedlab.sweep``), or None."""
+        return None
+
     def finish(self, status: str, reason: str | None = None) -> None:
         """Close the run as FINISHED, FAILED (with ``reason``) or KILLED."""
 

@@ -1,11 +1,17 @@
-"""MLflow behind the tracker interface: params, tags, per-round metrics, artifacts, status."""
+"""MLflow behind the tracker interface: params, tags, per-round metrics, artifacts, status.
+
+Every string recorded here (params, tags, run names, text artifacts) and every location printed
+goes through ``fedlab.credentials.redact``: no password in a URL reaches MLflow.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +28,16 @@ os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from fedlab.credentials import redact  # noqa: E402
 from fedlab.errors import UserError  # noqa: E402
 from fedlab.tracking import Tracker  # noqa: E402
 
 _MAX_TAG_CHARS = 5000
+_TEXT_ARTIFACTS = {".yaml", ".yml", ".json", ".md", ".csv", ".txt", ".log"}
+
+
+def _tags(tags: dict[str, str]) -> dict[str, str]:
+    return {key: redact(str(value)) for key, value in tags.items()}
 
 
 class MlflowTracker(Tracker):
@@ -50,39 +62,70 @@ class MlflowTracker(Tracker):
             self.experiment_id = (
                 found.experiment_id if found else self.client.create_experiment(self.experiment)
             )
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        run = self.client.create_run(
+            self.experiment_id, run_name=redact(run_name), tags=_tags(tags)
+        )
         self._run_id = run.info.run_id
         for chunk in _chunks(sorted(params.items()), 100):  # MLflow's batch limit for params
             self.client.log_batch(
                 self.run_id,
                 params=[
-                    mlflow.entities.Param(k, "null" if v is None else str(v)) for k, v in chunk
+                    mlflow.entities.Param(k, "null" if v is None else redact(str(v)))
+                    for k, v in chunk
                 ],
             )
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Add or replace tags on the open run."""
+        for key, value in _tags(tags).items():
+            self.client.set_tag(self.run_id, key, value)
+
     def open_parent(self, run_name: str, sweep_id: str, tags: dict[str, str]) -> None:
         """Open the parent run of sweep ``sweep_id``, or reopen it if this store has it already
-        (a continued Optuna study, a sweep re-run into the same directory)."""
+        (a continued Optuna study, a sweep re-run into the same directory, a second sweep driver
+        on another machine)."""
+        tags = _tags(tags)
         with _store_lock(self.uri):
             found = self.client.get_experiment_by_name(self.experiment)
             self.experiment_id = (
                 found.experiment_id if found else self.client.create_experiment(self.experiment)
             )
-            existing = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=(
-                    f"tags.`fedlab.role` = 'sweep' and tags.`fedlab.sweep_id` = '{sweep_id}'"
-                ),
-                max_results=1,
-            )
+            existing = self._sweep_parents(sweep_id)
             if existing:
                 self._run_id = existing[0].info.run_id
                 self.client.update_run(self._run_id, status="RUNNING")
                 for key, value in tags.items():
                     self.client.set_tag(self._run_id, key, value)
                 return
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+            run = self.client.create_run(self.experiment_id, run_name=redact(run_name), tags=tags)
         self._run_id = run.info.run_id
+        # Two drivers of one sweep (one Optuna study from two machines) may both have found no
+        # parent and created one each; a server store has no lock to prevent it. Both keep the
+        # oldest, as the jobs do (``find_sweep_parent``), and the newer one is deleted.
+        oldest = self._sweep_parents(sweep_id)[0].info.run_id
+        if oldest != self._run_id:
+            self.client.delete_run(self._run_id)
+            self._run_id = oldest
+            self.client.update_run(oldest, status="RUNNING")
+
+    def find_sweep_parent(self, sweep_id: str):
+        """The parent run of sweep ``sweep_id`` in this experiment (the oldest, if two drivers
+        raced to open it), or None. A job finds its sweep this way on any machine."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            return None
+        self.experiment_id = found.experiment_id
+        parents = self._sweep_parents(sweep_id)
+        return parents[0] if parents else None
+
+    def _sweep_parents(self, sweep_id: str) -> list:
+        quoted = f'"{sweep_id}"' if "'" in sweep_id else f"'{sweep_id}'"
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`fedlab.role` = 'sweep' and tags.`fedlab.sweep_id` = {quoted}",
+            max_results=100,
+        )
+        return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
 
     def child_runs(self) -> list:
         """The runs nested under this one (a sweep's jobs), oldest first."""
@@ -114,14 +157,25 @@ class MlflowTracker(Tracker):
             ],
         )
 
-    def log_artifact(self, path: Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Attach ``path``; a text file that holds a password in a URL is attached redacted."""
+        path = Path(path)
+        if path.suffix in _TEXT_ARTIFACTS and path.is_file():
+            text = path.read_text(errors="replace")
+            if redact(text) != text:
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / path.name
+                    copy.write_text(redact(text))
+                    shutil.copystat(path, copy)
+                    self.client.log_artifact(self.run_id, str(copy), artifact_path)
+                return
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def finish(self, status: str, reason: str | None = None) -> None:
         if self.run_id is None:
             return
         if reason:
-            text = reason[:_MAX_TAG_CHARS]
+            text = redact(reason)[:_MAX_TAG_CHARS]
             self.client.set_tag(self.run_id, "fedlab.failure", text)
             # The run's description in the MLflow UI.
             self.client.set_tag(self.run_id, "mlflow.note.content", f"{status}: {text}")
@@ -131,7 +185,7 @@ class MlflowTracker(Tracker):
     def location(self) -> str | None:
         if self.run_id is None:
             return None
-        return f"MLflow run {self.run_id} in experiment '{self.experiment}' at {self.uri}"
+        return f"MLflow run {self.run_id} in experiment '{self.experiment}' at {redact(self.uri)}"
 
 
 @contextlib.contextmanager
