@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import RunConfig, register_configs
-from fedlab.errors import FULL_ERROR, DivergedError, describe
+from fedlab.errors import FULL_ERROR, TERMINATION_REQUESTED, DivergedError, Terminated, describe
 
 register_configs()
 # conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its
@@ -30,11 +30,8 @@ register_configs()
 warnings.filterwarnings("ignore", message="'hydra/launcher/ray' is validated against ConfigStore")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, taking Ctrl-C's way out: the run is marked KILLED and TFF's worker stops."""
-
-
 def _on_sigterm(signum, frame):
+    TERMINATION_REQUESTED.set()
     raise Terminated()
 
 

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import sys
+import threading
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -31,6 +32,16 @@ from fedlab.config import ConfigError, RunConfig
 # Read at import, before the entry point sets HYDRA_FULL_ERROR=1 for its own use: whether the
 # user asked for full tracebacks.
 FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taking Ctrl-C's way out: the run is marked KILLED and TFF's worker stops."""
+
+
+# Set by the SIGTERM handler. The handler raises Terminated wherever Python happens to be, and
+# inside TensorFlow's tracing that can surface as another error (autograph's context stack
+# asserting, seen in CI); the round loop then still treats the run as terminated.
+TERMINATION_REQUESTED = threading.Event()
 
 
 class UserError(RuntimeError):

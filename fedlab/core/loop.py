@@ -24,7 +24,7 @@ from fedlab.config import RunConfig
 from fedlab.core.client_state import ClientStateStore
 from fedlab.core.sampling import ClientSampler, local_order
 from fedlab.core.types import ClientWork, RoundOutput
-from fedlab.errors import DivergedError
+from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
 from fedlab.quiet import silence_frameworks
 from fedlab.tracking import NullTracker, Tracker, flatten
 
@@ -249,6 +249,9 @@ def run(
         tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
         raise
     except BaseException as err:
+        if TERMINATION_REQUESTED.is_set():  # SIGTERM, surfacing as another error (errors.py)
+            tracker.finish("KILLED", "interrupted by SIGTERM")
+            raise Terminated() from err
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
     tracker.finish("FINISHED")
