@@ -12,6 +12,9 @@ The forward pass is Keras' op for op. Two gradients are computed another way tha
 default, because they were measurably faster on this CPU and give the same numbers up to float32
 round-off: a dense layer's input gradient (``_matmul``) and a convolution's kernel gradient
 (``conv2d``); a first convolution's input gradient, which nothing uses, is not computed.
+
+Each supported layer class has one converter (``@converts``); a model that needs another layer
+adds its converter, and a layer with none is refused in one line naming it.
 """
 
 from __future__ import annotations
@@ -148,106 +151,153 @@ def _activation(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
     raise ValueError(f"activation {name!r} is not supported by the fast engine")
 
 
+Step = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
+
+
+@dataclass
+class Trace:
+    """What converting a model knows at one layer: its input's shape (without the batch), the
+    index of its first weight in Keras order, and the multiply-accumulates counted so far."""
+
+    shape: tuple[int, ...]
+    position: int = 0
+    macs: int = 0
+
+    def take(self, count: int) -> int:
+        """The index of the layer's first weight; the layer owns ``count`` weights from it."""
+        first = self.position
+        self.position += count
+        return first
+
+
+# A converter turns one Keras layer (and its ``get_config()``) into its ops as a function of the
+# weights, and moves the ``Trace`` past the layer (output shape, weights, MACs). Keyed by the
+# layer's exact class, so that a subclass with other behaviour (DepthwiseConv2D is a Conv2D) is
+# never run as its base. A model needing a new layer adds one converter here, nothing else.
+Converter = Callable[[tf.keras.layers.Layer, dict, Trace], Step]
+CONVERTERS: dict[type, Converter] = {}
+
+
+def converts(*layer_types: type) -> Callable[[Converter], Converter]:
+    def register(converter: Converter) -> Converter:
+        for layer_type in layer_types:
+            CONVERTERS[layer_type] = converter
+        return converter
+
+    return register
+
+
+def _output_shape(layer, trace: Trace) -> tuple[int, ...]:
+    return tuple(layer.compute_output_shape((1, *trace.shape))[1:])
+
+
+@converts(tf.keras.layers.Reshape)
+def _reshape(layer, config: dict, trace: Trace) -> Step:
+    target = tuple(config["target_shape"])
+    trace.shape = target
+    return lambda ws, t: tf.reshape(t, (-1, *target))
+
+
+@converts(tf.keras.layers.Flatten)
+def _flatten(layer, config: dict, trace: Trace) -> Step:
+    trace.shape = (int(np.prod(trace.shape)),)
+    return lambda ws, t: tf.reshape(t, (tf.shape(t)[0], -1))
+
+
+@converts(tf.keras.layers.Conv2D)
+def _conv2d(layer, config: dict, trace: Trace) -> Step:
+    if config["data_format"] != "channels_last" or config["groups"] != 1:
+        raise ValueError(f"layer {layer.name} is not supported by the fast engine")
+    k = trace.take(2)
+    act = _activation(config["activation"])
+    strides = tuple(config["strides"])
+    dilations = tuple(config["dilation_rate"])
+    padding = config["padding"].upper()
+    if strides == (1, 1) and dilations == (1, 1):
+        # The first weighted layer's input is the data: no input gradient needed.
+        convolve = functools.partial(conv2d, padding=padding, input_grad=k != 0)
+    else:
+        convolve = functools.partial(
+            tf.nn.convolution, strides=strides, padding=padding, dilations=dilations
+        )
+    out_shape = _output_shape(layer, trace)
+    kh, kw, cin, cout = layer.kernel.shape
+    trace.macs += int(np.prod(out_shape[:2])) * cout * kh * kw * cin
+    trace.shape = out_shape
+
+    def conv(ws, t):
+        return act(tf.nn.bias_add(convolve(t, tf.convert_to_tensor(ws[k])), ws[k + 1]))
+
+    return conv
+
+
+@converts(tf.keras.layers.MaxPool2D)
+def _max_pool(layer, config: dict, trace: Trace) -> Step:
+    pool = tuple(config["pool_size"])
+    strides = tuple(config["strides"])
+    padding = config["padding"].upper()
+    trace.shape = _output_shape(layer, trace)
+    return lambda ws, t: tf.nn.max_pool2d(t, pool, strides, padding)
+
+
+@converts(tf.keras.layers.Dense)
+def _dense(layer, config: dict, trace: Trace) -> Step:
+    k = trace.take(2)
+    act = _activation(config["activation"])
+    units = config["units"]
+    trace.macs += int(np.prod(trace.shape[:-1])) * trace.shape[-1] * units
+    trace.shape = (*trace.shape[:-1], units)
+
+    def dense(ws, t):
+        kernel = tf.convert_to_tensor(ws[k])
+        if t.shape.rank == 2:
+            return act(tf.nn.bias_add(_matmul(t, kernel), ws[k + 1]))
+        # Over the last axis, as Keras' tensordot: one product of all positions.
+        flat = _matmul(tf.reshape(t, (-1, t.shape[-1])), kernel)
+        out = tf.reshape(flat, tf.concat([tf.shape(t)[:-1], [units]], 0))
+        return act(tf.nn.bias_add(out, ws[k + 1]))
+
+    return dense
+
+
+@converts(tf.keras.layers.Embedding)
+def _embedding(layer, config: dict, trace: Trace) -> Step:
+    if config.get("mask_zero"):
+        raise ValueError(f"layer {layer.name}: mask_zero is not supported by fast")
+    k = trace.take(1)
+    trace.shape = (*trace.shape, config["output_dim"])
+    return lambda ws, t: tf.gather(tf.convert_to_tensor(ws[k]), tf.cast(t, tf.int32))
+
+
+@converts(tf.keras.layers.LSTM)
+def _lstm_layer(layer, config: dict, trace: Trace) -> Step:
+    odd = {key: config.get(key) for key, want in _LSTM_AS_KERAS.items()}
+    if any(config.get(key) != want for key, want in _LSTM_AS_KERAS.items()):
+        raise ValueError(f"layer {layer.name} ({odd}) is not supported by the fast engine")
+    k = trace.take(3)
+    units, timesteps = config["units"], trace.shape[0]
+    sequences = bool(config["return_sequences"])
+    trace.macs += timesteps * 4 * units * (trace.shape[-1] + units)
+    trace.shape = (timesteps, units) if sequences else (units,)
+
+    def lstm(ws, t):
+        kernel, recurrent, bias = (tf.convert_to_tensor(w) for w in ws[k : k + 3])
+        return _lstm(t, kernel, recurrent, bias, timesteps, sequences)
+
+    return lstm
+
+
 def functional_model(model: tf.keras.Model) -> FunctionalModel:
     """The forward pass of the Keras ``model`` as a function of its weights."""
     model_name = model.name
-    layers = tf.keras.layers
-    steps: list[Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]] = []
-    macs = 0
-    position = 0
-    shape: tuple[int, ...] = tuple(model.input_shape[1:])
+    trace = Trace(shape=tuple(model.input_shape[1:]))
+    steps: list[Step] = []
     for layer in model.layers:
-        config = layer.get_config()
-        if isinstance(layer, layers.Reshape):
-            target = tuple(config["target_shape"])
-            steps.append(lambda ws, t, target=target: tf.reshape(t, (-1, *target)))
-            shape = target
-        elif isinstance(layer, layers.Flatten):
-            steps.append(lambda ws, t: tf.reshape(t, (tf.shape(t)[0], -1)))
-            shape = (int(np.prod(shape)),)
-        elif isinstance(layer, layers.Conv2D) and type(layer) is layers.Conv2D:
-            if config["data_format"] != "channels_last" or config["groups"] != 1:
-                raise ValueError(f"layer {layer.name} is not supported by the fast engine")
-            k, b = position, position + 1
-            position += 2
-            act = _activation(config["activation"])
-            strides = tuple(config["strides"])
-            dilations = tuple(config["dilation_rate"])
-            padding = config["padding"].upper()
-
-            if strides == (1, 1) and dilations == (1, 1):
-                # The first weighted layer's input is the data: no input gradient needed.
-                convolve = functools.partial(conv2d, padding=padding, input_grad=k != 0)
-            else:
-                convolve = functools.partial(
-                    tf.nn.convolution, strides=strides, padding=padding, dilations=dilations
-                )
-
-            def conv(ws, t, k=k, b=b, act=act, convolve=convolve):
-                out = convolve(t, tf.convert_to_tensor(ws[k]))
-                return act(tf.nn.bias_add(out, ws[b]))
-
-            steps.append(conv)
-            out_shape = tuple(layer.compute_output_shape((1, *shape))[1:])
-            kh, kw, cin, cout = layer.kernel.shape
-            macs += int(np.prod(out_shape[:2])) * cout * kh * kw * cin
-            shape = out_shape
-        elif isinstance(layer, layers.MaxPool2D):
-            pool = tuple(config["pool_size"])
-            strides = tuple(config["strides"])
-            padding = config["padding"].upper()
-            steps.append(
-                lambda ws, t, pool=pool, strides=strides, pad=padding: tf.nn.max_pool2d(
-                    t, pool, strides, pad
-                )
-            )
-            shape = tuple(layer.compute_output_shape((1, *shape))[1:])
-        elif isinstance(layer, layers.Dense):
-            k, b = position, position + 1
-            position += 2
-            act = _activation(config["activation"])
-            units = config["units"]
-
-            def dense(ws, t, k=k, b=b, act=act, units=units):
-                kernel = tf.convert_to_tensor(ws[k])
-                if t.shape.rank == 2:
-                    return act(tf.nn.bias_add(_matmul(t, kernel), ws[b]))
-                # Over the last axis, as Keras' tensordot: one product of all positions.
-                flat = _matmul(tf.reshape(t, (-1, t.shape[-1])), kernel)
-                out = tf.reshape(flat, tf.concat([tf.shape(t)[:-1], [units]], 0))
-                return act(tf.nn.bias_add(out, ws[b]))
-
-            steps.append(dense)
-            macs += int(np.prod(shape[:-1])) * shape[-1] * units
-            shape = (*shape[:-1], units)
-        elif isinstance(layer, layers.Embedding):
-            if config.get("mask_zero"):
-                raise ValueError(f"layer {layer.name}: mask_zero is not supported by fast")
-            k = position
-            position += 1
-            steps.append(
-                lambda ws, t, k=k: tf.gather(tf.convert_to_tensor(ws[k]), tf.cast(t, tf.int32))
-            )
-            shape = (*shape, config["output_dim"])
-        elif isinstance(layer, layers.LSTM):
-            odd = {key: config.get(key) for key, want in _LSTM_AS_KERAS.items()}
-            if any(config.get(key) != want for key, want in _LSTM_AS_KERAS.items()):
-                raise ValueError(f"layer {layer.name} ({odd}) is not supported by the fast engine")
-            k = position
-            position += 3
-            units, timesteps = config["units"], shape[0]
-            sequences = bool(config["return_sequences"])
-
-            def lstm(ws, t, k=k, timesteps=timesteps, sequences=sequences):
-                kernel, recurrent, bias = (tf.convert_to_tensor(w) for w in ws[k : k + 3])
-                return _lstm(t, kernel, recurrent, bias, timesteps, sequences)
-
-            steps.append(lstm)
-            macs += timesteps * 4 * units * (shape[-1] + units)
-            shape = (timesteps, units) if sequences else (units,)
-        else:
+        converter = CONVERTERS.get(type(layer))
+        if converter is None:
             raise ValueError(f"layer {layer.name} is not supported by the fast engine")
-    if position != len(model.trainable_weights) or model.non_trainable_weights:
+        steps.append(converter(layer, layer.get_config(), trace))
+    if trace.position != len(model.trainable_weights) or model.non_trainable_weights:
         raise ValueError(f"model {model_name!r} has weights the fast engine does not know")
 
     def forward(weights: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
@@ -261,5 +311,5 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
         forward=forward,
         shapes=tuple(tuple(w.shape) for w in model.get_weights()),
         num_trainable=len(model.trainable_weights),
-        forward_macs=macs,
+        forward_macs=trace.macs,
     )
