@@ -121,8 +121,11 @@ def _lstm(x: tf.Tensor, kernel, recurrent, bias, timesteps: int, return_sequence
     h = tf.zeros((n, units), x.dtype)
     c = tf.zeros((n, units), x.dtype)
     outputs = []
-    for step in range(timesteps):
-        z = xz[:, step] + tf.matmul(h, recurrent)
+    # One unstack, not a slice per step: a slice's gradient is a zero tensor of the whole
+    # sequence with one step filled in, so 80 slices cost 80 sequence-sized additions in the
+    # backward pass (on the char LSTM, B=10: 246 ms a step against 135 ms for Keras' own LSTM).
+    for xz_t in tf.unstack(xz, num=timesteps, axis=1):
+        z = xz_t + tf.matmul(h, recurrent)
         zi, zf, zc, zo = tf.split(z, 4, axis=1)
         c = tf.sigmoid(zf) * c + tf.sigmoid(zi) * tf.tanh(zc)
         h = tf.sigmoid(zo) * tf.tanh(c)
