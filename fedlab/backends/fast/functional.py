@@ -3,8 +3,11 @@
 The layers of a Keras model (``fedlab.models``) are read once and turned into the TensorFlow ops
 Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
 ``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
-the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``), taking the weights as
-tensors in Keras order. With
+the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``; ``GroupNormalization``:
+its grouped moments and ``batch_normalization``; ``Add``, ``Activation``,
+``GlobalAveragePooling2D``), taking the weights as tensors in Keras order (``get_weights()``).
+A ``Sequential`` model is the chain of its layers; a functional one is walked as its graph
+(``_inbound``), so that branches and residual sums (ResNet-18-GN) run too. With
 the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
 them, and two clients can train at the same time without sharing a variable.
 
