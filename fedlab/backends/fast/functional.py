@@ -3,8 +3,11 @@
 The layers of a Keras model (``fedlab.models``) are read once and turned into the TensorFlow ops
 Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
 ``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
-the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``), taking the weights as
-tensors in Keras order. With
+the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``; ``GroupNormalization``:
+its grouped moments and ``batch_normalization``; ``Add``, ``Activation``,
+``GlobalAveragePooling2D``), taking the weights as tensors in Keras order (``get_weights()``).
+A ``Sequential`` model is the chain of its layers; a functional one is walked as its graph
+(``_inbound``), so that branches and residual sums (ResNet-18-GN) run too. With
 the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
 them, and two clients can train at the same time without sharing a variable.
 
@@ -160,11 +163,17 @@ Step = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
 @dataclass
 class Trace:
     """What converting a model knows at one layer: its input's shape (without the batch), the
-    index of its first weight in Keras order, and the multiply-accumulates counted so far."""
+    index of its first weight in Keras order, and the multiply-accumulates counted so far.
+
+    A layer with several inputs (``Add``) finds all their shapes in ``input_shapes`` (``shape`` is
+    the first one's). ``from_data`` says that the layer's input is a function of the data alone
+    (no weight before it), so that no gradient needs to flow into it."""
 
     shape: tuple[int, ...]
     position: int = 0
     macs: int = 0
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    from_data: bool = False
 
     def take(self, count: int) -> int:
         """The index of the layer's first weight; the layer owns ``count`` weights from it."""
@@ -211,14 +220,15 @@ def _flatten(layer, config: dict, trace: Trace) -> Step:
 def _conv2d(layer, config: dict, trace: Trace) -> Step:
     if config["data_format"] != "channels_last" or config["groups"] != 1:
         raise ValueError(f"layer {layer.name} is not supported by the fast engine")
-    k = trace.take(2)
+    use_bias = bool(config["use_bias"])
+    k = trace.take(2 if use_bias else 1)
     act = _activation(config["activation"])
     strides = tuple(config["strides"])
     dilations = tuple(config["dilation_rate"])
     padding = config["padding"].upper()
     if strides == (1, 1) and dilations == (1, 1):
-        # The first weighted layer's input is the data: no input gradient needed.
-        convolve = functools.partial(conv2d, padding=padding, input_grad=k != 0)
+        # A convolution of the data itself (the first weighted layer): no input gradient needed.
+        convolve = functools.partial(conv2d, padding=padding, input_grad=not trace.from_data)
     else:
         convolve = functools.partial(
             tf.nn.convolution, strides=strides, padding=padding, dilations=dilations
@@ -229,7 +239,8 @@ def _conv2d(layer, config: dict, trace: Trace) -> Step:
     trace.shape = out_shape
 
     def conv(ws, t):
-        return act(tf.nn.bias_add(convolve(t, tf.convert_to_tensor(ws[k])), ws[k + 1]))
+        out = convolve(t, tf.convert_to_tensor(ws[k]))
+        return act(tf.nn.bias_add(out, ws[k + 1]) if use_bias else out)
 
     return conv
 
@@ -241,6 +252,72 @@ def _max_pool(layer, config: dict, trace: Trace) -> Step:
     padding = config["padding"].upper()
     trace.shape = _output_shape(layer, trace)
     return lambda ws, t: tf.nn.max_pool2d(t, pool, strides, padding)
+
+
+@converts(tf.keras.layers.GlobalAveragePooling2D)
+def _global_average_pool(layer, config: dict, trace: Trace) -> Step:
+    if config["data_format"] != "channels_last":
+        raise ValueError(f"layer {layer.name} is not supported by the fast engine")
+    keepdims = bool(config["keepdims"])
+    trace.shape = _output_shape(layer, trace)
+    return lambda ws, t: tf.reduce_mean(t, axis=[1, 2], keepdims=keepdims)
+
+
+@converts(tf.keras.layers.Activation)
+def _activation_layer(layer, config: dict, trace: Trace) -> Step:
+    act = _activation(config["activation"])
+    return lambda ws, t: act(t)
+
+
+@converts(tf.keras.layers.Add)
+def _add(layer, config: dict, trace: Trace) -> Step:
+    # Keras broadcasts or expands inputs of other shapes; ResNet's residuals never need that.
+    if len(set(trace.input_shapes)) != 1:
+        raise ValueError(
+            f"layer {layer.name} adds shapes {list(trace.input_shapes)}; the fast engine adds "
+            "only inputs of one shape"
+        )
+
+    def add(ws, ts):
+        out = ts[0]
+        for t in ts[1:]:  # Keras' order of the additions (``Add._merge_function``)
+            out = out + t
+        return out
+
+    return add
+
+
+@converts(tf.keras.layers.GroupNormalization)
+def _group_norm(layer, config: dict, trace: Trace) -> Step:
+    """Keras 2.14's ``GroupNormalization.call`` (``keras/src/layers/normalization/
+    group_normalization.py``) op for op, with no mask: the channels (last axis) split into
+    ``groups``, the mean and variance over each group and all positions, then
+    ``tf.nn.batch_normalization`` with gamma and beta; Keras' moments are
+    ``tf.nn.weighted_moments`` with weights of one, that is these sums divided by the count."""
+    shape = trace.shape
+    rank = len(shape) + 1
+    if config["axis"] not in (-1, rank - 1):
+        raise ValueError(f"layer {layer.name}: only channels_last group norm runs on fast")
+    channels = trace.shape[-1]
+    groups = channels if config["groups"] == -1 else config["groups"]
+    scale, center = bool(config["scale"]), bool(config["center"])
+    k = trace.take(int(scale) + int(center))
+    epsilon = config["epsilon"]
+    grouped = (*trace.shape[:-1], groups, channels // groups)
+    axes = [*range(1, rank - 1), rank]  # every axis but the batch and the group
+    count = float(np.prod(trace.shape) // groups)
+    broadcast = (*([1] * (rank - 1)), groups, channels // groups)
+
+    def group_norm(ws, t):
+        x = tf.reshape(t, (-1, *grouped))
+        mean = tf.reduce_sum(x, axes, keepdims=True) / count
+        variance = tf.reduce_sum(tf.math.squared_difference(x, mean), axes, keepdims=True) / count
+        gamma = tf.reshape(ws[k], broadcast) if scale else None
+        beta = tf.reshape(ws[k + int(scale)], broadcast) if center else None
+        out = tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+        return tf.reshape(out, (-1, *shape))
+
+    return group_norm
 
 
 @converts(tf.keras.layers.Dense)
@@ -290,29 +367,111 @@ def _lstm_layer(layer, config: dict, trace: Trace) -> Step:
     return lstm
 
 
-def functional_model(model: tf.keras.Model) -> FunctionalModel:
-    """The forward pass of the Keras ``model`` as a function of its weights."""
-    model_name = model.name
-    trace = Trace(shape=tuple(model.input_shape[1:]))
-    steps: list[Step] = []
+# A layer of the model, converted: its name, the names of the layers whose outputs it takes (None:
+# the model's input), and its step.
+Node = tuple[str, list[str | None], Step]
+
+
+def _inbound(model: tf.keras.Model) -> list[tuple[tf.keras.layers.Layer, list[str | None]]]:
+    """Each layer with the layers it takes its inputs from, inputs first.
+
+    A ``Sequential`` model is the chain of its layers. A functional model's graph is read from
+    its Keras config (``get_config()["layers"][i]["inbound_nodes"]``: one node for a layer
+    called once, whose entries name the layers whose outputs it takes); Keras lists the layers
+    in an order where each comes after its inputs (``model.layers``).
+    """
+    if isinstance(model, tf.keras.Sequential):
+        names = [None, *(layer.name for layer in model.layers)]
+        return [(layer, [names[i]]) for i, layer in enumerate(model.layers)]
     for layer in model.layers:
+        if type(layer) is not tf.keras.layers.InputLayer and type(layer) not in CONVERTERS:
+            raise ValueError(f"layer {layer.name} is not supported by the fast engine")
+    config = model.get_config()
+    if len(config["input_layers"]) != 1 or len(config["output_layers"]) != 1:
+        raise ValueError(f"model {model.name!r}: the fast engine runs one input and one output")
+    (input_name, *_), (output_name, *_) = config["input_layers"][0], config["output_layers"][0]
+    graph = []
+    for entry in config["layers"]:
+        name, nodes = entry["name"], entry["inbound_nodes"]
+        if name == input_name:
+            continue
+        # A layer called twice (shared weights) or taking one of several outputs of another.
+        if len(nodes) != 1 or any(node[1:] != [0, 0, {}] for node in nodes[0]):
+            raise ValueError(f"layer {name} is not used as the fast engine can run it: {nodes}")
+        graph.append(
+            (model.get_layer(name), [None if n[0] == input_name else n[0] for n in nodes[0]])
+        )
+    if graph[-1][0].name != output_name:
+        raise ValueError(f"model {model.name!r}: its output is not its last layer")
+    return graph
+
+
+def _first_weights(model: tf.keras.Model) -> dict[str, int]:
+    """Each layer's first weight's index in ``model.get_weights()`` (the order in which the
+    engines and TFF exchange weights); a layer's weights must be consecutive there."""
+    index = {id(w): i for i, w in enumerate(model.weights)}
+    first = {}
+    for layer in model.layers:
+        positions = [index.get(id(w)) for w in layer.weights]
+        if positions and positions != list(range(positions[0], positions[0] + len(positions))):
+            raise ValueError(f"layer {layer.name}: its weights are not together in Keras order")
+        first[layer.name] = positions[0] if positions else 0
+    return first
+
+
+def functional_model(model: tf.keras.Model) -> FunctionalModel:
+    """The forward pass of the Keras ``model`` (``Sequential``, or functional with branches and
+    sums) as a function of its weights."""
+    model_name = model.name
+    if model.non_trainable_weights:
+        raise ValueError(
+            f"model {model_name!r} has non-trainable weights "
+            f"({', '.join(w.name for w in model.non_trainable_weights[:3])}), which the fast "
+            "engine does not update (BatchNormalization's statistics: use GroupNormalization)"
+        )
+    if model.losses:
+        raise ValueError(
+            f"model {model_name!r} has regularization losses, which the fast engine does not add"
+        )
+    first = _first_weights(model)
+    shapes: dict[str | None, tuple[int, ...]] = {None: tuple(model.input_shape[1:])}
+    weighted: dict[str | None, bool] = {None: False}  # an output that depends on a weight
+    macs = 0
+    nodes: list[Node] = []
+    for layer, inputs in _inbound(model):
         converter = CONVERTERS.get(type(layer))
         if converter is None:
             raise ValueError(f"layer {layer.name} is not supported by the fast engine")
-        steps.append(converter(layer, layer.get_config(), trace))
-    if trace.position != len(model.trainable_weights) or model.non_trainable_weights:
-        raise ValueError(f"model {model_name!r} has weights the fast engine does not know")
+        if any(name not in shapes for name in inputs):
+            raise ValueError(f"layer {layer.name} comes before its inputs {inputs}")
+        in_shapes = tuple(shapes[name] for name in inputs)
+        start = first[layer.name]
+        trace = Trace(
+            shape=in_shapes[0],
+            position=start,
+            macs=macs,
+            input_shapes=in_shapes,
+            from_data=not any(weighted[name] for name in inputs),
+        )
+        step = converter(layer, layer.get_config(), trace)
+        if trace.position - start != len(layer.trainable_weights):
+            raise ValueError(f"layer {layer.name} has weights the fast engine does not know")
+        shapes[layer.name], macs = trace.shape, trace.macs
+        weighted[layer.name] = bool(layer.trainable_weights) or not trace.from_data
+        nodes.append((layer.name, inputs, step))
+    output = nodes[-1][0]
 
     def forward(weights: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
-        t = x
-        for step in steps:
-            t = step(weights, t)
-        return t
+        values: dict[str | None, tf.Tensor] = {None: x}
+        for name, inputs, step in nodes:
+            args = [values[i] for i in inputs]
+            values[name] = step(weights, args[0] if len(args) == 1 else args)
+        return values[output]
 
     return FunctionalModel(
         name=model_name,
         forward=forward,
         shapes=tuple(tuple(w.shape) for w in model.get_weights()),
         num_trainable=len(model.trainable_weights),
-        forward_macs=trace.macs,
+        forward_macs=macs,
     )
