@@ -44,7 +44,7 @@ def test_groups_are_the_documented_ones() -> None:
         "natural",
     }
     assert options["dataset"] >= {"mnist", "shakespeare"}
-    assert options["model"] == {"cnn", "2nn", "logreg", "char_lstm"}
+    assert options["model"] == {"cnn", "2nn", "logreg", "char_lstm", "cifar_cnn"}
     for role in ("client_optimizer", "server_optimizer"):
         assert options[role] == {"sgd", "sgdm", "adam", "yogi", "adagrad"}
     assert options["hardware"] == {"cpu", "gpu"}
@@ -199,7 +199,10 @@ CLI_BAD = [
         "partition=foo is not an option; allowed: dirichlet, iid, labels_per_client, natural, "
         "quantity_skew, shards",
     ),
-    (["model=resnet"], "model=resnet is not an option; allowed: 2nn, char_lstm, cnn, logreg"),
+    (
+        ["model=resnet"],
+        "model=resnet is not an option; allowed: 2nn, char_lstm, cifar_cnn, cnn, logreg",
+    ),
     # issue 14's bad input
     (
         ["partition=natural"],

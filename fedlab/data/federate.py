@@ -20,7 +20,8 @@ def federate(run: Any) -> FederatedDataset:
 
     A dataset with clients of its own (``train_clients`` / ``test_clients``) keeps the test split
     of each: those of the chosen clients under ``partition=natural``, all of them under a
-    synthetic partition (its training clients are not the dataset's).
+    synthetic partition (its training clients are not the dataset's) or when the dataset's test
+    clients are not its training clients (``separate_test_clients``).
     """
     spec = DATASETS.get(run.dataset.name)
     arrays = spec.load(run.dataset)
@@ -38,7 +39,12 @@ def federate(run: Any) -> FederatedDataset:
     test_clients = None
     if natural_test is not None:
         ids = assignment.natural_ids
-        test_clients = list(natural_test) if ids is None else [natural_test[i] for i in ids]
+        # Test clients that are other clients than the training ones (TFF's CIFAR-100) are all
+        # evaluated, whichever training clients were chosen.
+        if ids is None or getattr(arrays, "separate_test_clients", False):
+            test_clients = list(natural_test)
+        else:
+            test_clients = [natural_test[i] for i in ids]
     return FederatedDataset(
         name=spec.name,
         x_train=arrays.x_train,

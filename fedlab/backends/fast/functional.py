@@ -5,11 +5,13 @@ Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``De
 ``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
 the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``; ``GroupNormalization``:
 its grouped moments and ``batch_normalization``; ``Add``, ``Activation``,
-``GlobalAveragePooling2D``), taking the weights as tensors in Keras order (``get_weights()``).
-A ``Sequential`` model is the chain of its layers; a functional one is walked as its graph
-(``_inbound``), so that branches and residual sums (ResNet-18-GN) run too. With
-the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
-them, and two clients can train at the same time without sharing a variable.
+``GlobalAveragePooling2D``; ``CenterCrop``: a slice; the CIFAR CNN's
+``LocalResponseNormalization`` and ``PerImageStandardization``: their op), taking the weights as
+tensors in Keras order (``get_weights()``). A ``Sequential`` model is the chain of its layers; a
+functional one is walked as its graph (``_inbound``), so that branches and residual sums
+(ResNet-18-GN) run too. With the weights as plain tensors, a client's whole local training is one
+``tf.while_loop`` carrying them, and two clients can train at the same time without sharing a
+variable.
 
 The forward pass is Keras' op for op. Two gradients are computed another way than TensorFlow's
 default, because they were measurably faster on this CPU and give the same numbers up to float32
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from fedlab.models.cifar_cnn import cifar_layers
 
 Forward = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
 
@@ -365,6 +369,33 @@ def _lstm_layer(layer, config: dict, trace: Trace) -> Step:
         return _lstm(t, kernel, recurrent, bias, timesteps, sequences)
 
     return lstm
+
+
+@converts(tf.keras.layers.CenterCrop)
+def _center_crop(layer, config: dict, trace: Trace) -> Step:
+    # Keras' crop offset, floor((size - crop) / 2); its resize branch (an image smaller than the
+    # crop) has no converter: the CIFAR CNN refuses such shapes when it is built.
+    height, width = config["height"], config["width"]
+    top, left = (trace.shape[0] - height) // 2, (trace.shape[1] - width) // 2
+    if top < 0 or left < 0:
+        raise ValueError(f"layer {layer.name}: a crop larger than its input is not supported")
+    trace.shape = (height, width, *trace.shape[2:])
+    return lambda ws, t: t[:, top : top + height, left : left + width]
+
+
+# fedlab.models.cifar_cnn's own weightless layers: the TensorFlow op each one's call() runs.
+_CIFAR_LAYERS = cifar_layers()
+
+
+@converts(_CIFAR_LAYERS.PerImageStandardization)
+def _per_image_standardization(layer, config: dict, trace: Trace) -> Step:
+    return lambda ws, t: tf.image.per_image_standardization(t)
+
+
+@converts(_CIFAR_LAYERS.LocalResponseNormalization)
+def _local_response_normalization(layer, config: dict, trace: Trace) -> Step:
+    args = [config[k] for k in ("depth_radius", "bias", "alpha", "beta")]
+    return lambda ws, t: tf.nn.local_response_normalization(t, *args)
 
 
 # A layer of the model, converted: its name, the names of the layers whose outputs it takes (None:
