@@ -199,7 +199,10 @@ CLI_BAD = [
         "partition=foo is not an option; allowed: dirichlet, iid, labels_per_client, natural, "
         "quantity_skew, shards",
     ),
-    (["model=resnet"], "model=resnet is not an option; allowed: 2nn, char_lstm, cnn, logreg"),
+    (
+        ["model=resnet"],
+        "model=resnet is not an option; allowed: 2nn, char_lstm, cnn, emnist_cnn, logreg",
+    ),
     # issue 14's bad input
     (
         ["partition=natural"],

@@ -314,3 +314,173 @@ def test_the_cli_refuses_a_missing_file_and_too_many_writers_in_one_line(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fedlab: error: "), result.stderr[-2000:]
         assert expected in lines[0]
+
+
+# -- Reddi et al. 2020's EMNIST CNN, and the fast engine's dropout -------------------------------
+
+
+def test_the_emnist_cnn_is_reddis_and_tffs(compose_cfg) -> None:
+    import tensorflow as tf
+    from omegaconf import OmegaConf
+
+    from fedlab.models import build_model
+
+    model = build_model("emnist_cnn", (28, 28, 1), 62)
+    # 320 + 18,496 + 1,179,776 + 129 * 62 (TFF's create_conv_dropout_model, 62 classes).
+    assert model.count_params() == 1_206_590
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Reshape", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout",
+        "Dense",
+    ]  # fmt: skip
+    rates = [layer.rate for layer in model.layers if isinstance(layer, tf.keras.layers.Dropout)]
+    assert rates == [0.25, 0.5]
+    off = build_model("emnist_cnn", (28, 28, 1), 62, dropout=False)
+    assert [layer.rate for layer in off.layers if "dropout" in layer.name] == [0.0, 0.0]
+    assert model(np.zeros((2, 784), np.float32)).shape == (2, 62)
+    with pytest.raises(ValueError, match="model=emnist_cnn needs images"):
+        build_model("emnist_cnn", (80,), 90)
+    cfg = OmegaConf.to_object(compose_cfg("model=emnist_cnn", "model.dropout=false"))
+    assert cfg.model.dropout is False
+    from fedlab.config import ConfigError
+
+    with pytest.raises(
+        ConfigError,
+        match="model.dropout=True has no effect with model=cnn; it applies to model=emnist_cnn",
+    ):
+        OmegaConf.to_object(compose_cfg("model=cnn", "+model.dropout=true"))
+
+
+def test_the_fast_dropout_keeps_one_minus_rate_scaled_and_is_the_identity_at_eval() -> None:
+    import tensorflow as tf
+
+    from fedlab.backends.fast.functional import functional_model
+
+    n, rate = 40_000, 0.3
+    layers = tf.keras.layers
+    one = functional_model(
+        tf.keras.Sequential([layers.Input(shape=(n,)), layers.Dropout(rate)], name="one")
+    )
+    two = functional_model(
+        tf.keras.Sequential(
+            [layers.Input(shape=(n,)), layers.Dropout(0.5), layers.Dropout(0.5)], name="two"
+        )
+    )
+    x = tf.ones((1, n))
+    seed = tf.constant([7, 11], tf.int64)
+    out = one.forward([], x, seed).numpy()
+    kept = out != 0
+    # Binomial(40,000, 0.7): standard deviation 0.0023 of the fraction; 5 of them allowed.
+    assert abs(kept.mean() - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+    np.testing.assert_allclose(out[kept], 1 / (1 - rate), rtol=1e-6)
+    np.testing.assert_array_equal(one.forward([], x).numpy(), x.numpy())  # no seed: inference
+    np.testing.assert_array_equal(one.forward([], x, seed).numpy(), out)  # same seed, same units
+    other = one.forward([], x, tf.constant([7, 12], tf.int64)).numpy() != 0
+    assert 0.5 < (other == kept).mean() < 0.7  # another seed: independent units (0.58 expected)
+    # Two layers draw independent units: 1/4 kept, not the 1/2 of one mask used twice.
+    both = two.forward([], x, seed).numpy()
+    assert abs((both != 0).mean() - 0.25) < 0.02
+    np.testing.assert_allclose(both[both != 0], 4.0)
+
+
+def test_the_fast_emnist_cnn_equals_keras_at_inference() -> None:
+    import tensorflow as tf
+
+    from fedlab.backends.fast.functional import functional_model
+    from fedlab.models import build_model
+
+    model = build_model("emnist_cnn", (28, 28, 1), 62)
+    fast = functional_model(model)
+    x = tf.constant(np.random.default_rng(0).random((3, 784), np.float32))
+    weights = [tf.constant(w) for w in model.get_weights()]
+    np.testing.assert_allclose(
+        fast.forward(weights, x).numpy(), model(x, training=False).numpy(), atol=1e-5
+    )
+    trained = fast.forward(weights, x, tf.constant([1, 2], tf.int64)).numpy()
+    assert np.abs(trained - model(x, training=False).numpy()).max() > 1e-3  # dropout acts
+
+
+def _dropout_engine(seed: int):
+    """A tiny model with the CNN's dropout, on the fast engine, seeded as a run seeds it."""
+    import tensorflow as tf
+
+    from fedlab.backends.fast import FastEngine
+    from fedlab.config import OptimizerConfig, OptimizerName
+    from tests.engines import parts
+
+    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.5)
+    p = parts("logreg", sgd, OptimizerConfig(name=OptimizerName.sgd, lr=1.0))
+    layers = tf.keras.layers
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [layers.Input(shape=(784,)), layers.Dense(16, activation="relu"), layers.Dropout(0.5)]
+        + [layers.Dense(10)],
+        name="tiny_dropout",
+    )
+    engine = FastEngine(
+        model, p.client_optimizer, p.server_optimizer, p.algorithm, p.aggregator, seed=seed
+    )
+    return engine, model.get_weights()
+
+
+def _round_clients(round_num: int):
+    from fedlab.core.types import ClientWork
+
+    rng = np.random.default_rng(round_num)
+    work = []
+    for client_id, n in ((3, 9), (8, 6)):
+        x = rng.random((n, 784), np.float32)
+        y = rng.integers(0, 10, n).astype(np.int32)
+        work.append(ClientWork(x, y, np.arange(n)[None], 4, client_id, None, round_num))
+    return work
+
+
+def test_fast_dropout_rounds_are_bit_identical_for_a_seed_and_across_a_resume() -> None:
+    a, initial = _dropout_engine(seed=0)
+    b, _ = _dropout_engine(seed=0)
+    c, _ = _dropout_engine(seed=1)
+    state_a = a.next(a.initialize(initial), _round_clients(1)).state
+    state_b = b.next(b.initialize(initial), _round_clients(1)).state
+    state_c = c.next(c.initialize(initial), _round_clients(1)).state
+    for x, y in zip(a.state_arrays(state_a), b.state_arrays(state_b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(
+        not np.array_equal(x, y)
+        for x, y in zip(a.state_arrays(state_a), c.state_arrays(state_c), strict=True)
+    )
+    # Round 2 from round 1's saved state, on a fresh engine (a resumed run), equals going on.
+    going_on = a.next(state_a, _round_clients(2)).state
+    fresh, _ = _dropout_engine(seed=0)
+    resumed = fresh.next(fresh.state_from_arrays(a.state_arrays(state_a)), _round_clients(2))
+    for x, y in zip(a.state_arrays(going_on), fresh.state_arrays(resumed.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.slow
+def test_a_round_of_the_emnist_cnn_without_dropout_equals_tffs() -> None:
+    """TFF's Keras dropout draws from its own generator, so the engines are compared with the
+    rates at 0 (model.dropout=false): the same convolutions, pooling and dense layers."""
+    from fedlab.backends.tff import LocalWorker
+    from fedlab.config import OptimizerConfig, OptimizerName
+    from fedlab.models import build_model
+    from tests.engines import make_fast, make_tff
+    from tests.test_fast import _assert_same_metrics, _assert_same_state, _clients
+
+    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.05)
+    server = OptimizerConfig(name=OptimizerName.sgd, lr=1.0)
+    off = {"model_options": {"dropout": False}}
+    with LocalWorker():
+        tff_engine = make_tff("emnist_cnn", sgd, server, **off)
+        fast = make_fast("emnist_cnn", sgd, server, parallel_clients=1, **off)
+        rng = np.random.default_rng(3)
+        initial = [
+            (rng.standard_normal(w.shape) * 0.05).astype(np.float32)
+            for w in build_model("emnist_cnn", (28, 28, 1), 10).get_weights()
+        ]
+        clients = _clients((7, 13), 1, 5, seed=1)
+        tff_out = tff_engine.next(tff_engine.initialize(initial), clients)
+        fast_out = fast.next(fast.initialize(initial), clients)
+    tff_arrays = tff_engine.state_arrays(tff_out.state)
+    _assert_same_state(fast.state_arrays(fast_out.state), tff_arrays, len(initial), server)
+    _assert_same_metrics(fast_out, tff_out)
+    assert max(np.abs(a - b).max() for a, b in zip(tff_arrays, initial, strict=False)) > 1e-5

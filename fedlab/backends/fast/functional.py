@@ -3,8 +3,8 @@
 The layers of a Keras model (``fedlab.models``) are read once and turned into the TensorFlow ops
 Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``Dense``: ``matmul`` +
 ``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
-the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``), taking the weights as
-tensors in Keras order. With
+the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``; ``Dropout``: a stateless
+dropout, see ``_dropout``), taking the weights as tensors in Keras order. With
 the weights as plain tensors, a client's whole local training is one ``tf.while_loop`` carrying
 them, and two clients can train at the same time without sharing a variable.
 
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-Forward = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
+# ``forward(weights, x, seed=None)``: ``seed`` (a stateless RNG seed, shape [2]) makes the layers
+# that draw at random (Dropout) train; None is inference, where they are the identity.
+Forward = Callable[..., tf.Tensor]
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class Trace:
     shape: tuple[int, ...]
     position: int = 0
     macs: int = 0
+    random_layers: int = 0  # layers that draw at random so far (each folds its own seed)
 
     def take(self, count: int) -> int:
         """The index of the layer's first weight; the layer owns ``count`` weights from it."""
@@ -189,6 +192,17 @@ def converts(*layer_types: type) -> Callable[[Converter], Converter]:
 
 def _output_shape(layer, trace: Trace) -> tuple[int, ...]:
     return tuple(layer.compute_output_shape((1, *trace.shape))[1:])
+
+
+class Seeded:
+    """A step that draws at random while training: ``step(ws, t, seed)``, seed None at
+    inference."""
+
+    def __init__(self, run: Callable[[list[tf.Tensor], tf.Tensor, tf.Tensor | None], tf.Tensor]):
+        self.run = run
+
+    def __call__(self, ws: list[tf.Tensor], t: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
+        return self.run(ws, t, seed)
 
 
 @converts(tf.keras.layers.Reshape)
@@ -287,6 +301,29 @@ def _lstm_layer(layer, config: dict, trace: Trace) -> Step:
     return lstm
 
 
+@converts(tf.keras.layers.Dropout)
+def _dropout(layer, config: dict, trace: Trace) -> Step:
+    """Keras' ``Dropout``: while training each value is kept with probability ``1 - rate`` and
+    scaled by ``1 / (1 - rate)``, else zeroed; at inference (and at rate 0, as Keras) the
+    identity. Drawn with ``tf.nn.experimental.stateless_dropout`` from the step's seed folded with
+    the layer's place among the random layers, so that the same (run seed, round, client, step)
+    always drops the same units: a resumed run is bit-identical. Not Keras' own draws (its
+    generator is stateful), so engine=fast and engine=tff agree only in distribution."""
+    if config.get("noise_shape") is not None:
+        raise ValueError(f"layer {layer.name}: noise_shape is not supported by the fast engine")
+    rate = float(config["rate"])
+    salt = trace.random_layers
+    trace.random_layers += 1
+
+    def dropout(ws, t, seed):
+        if seed is None or rate == 0.0:
+            return t
+        layer_seed = tf.random.experimental.stateless_fold_in(seed, salt)
+        return tf.nn.experimental.stateless_dropout(t, rate, layer_seed)
+
+    return Seeded(dropout)
+
+
 def functional_model(model: tf.keras.Model) -> FunctionalModel:
     """The forward pass of the Keras ``model`` as a function of its weights."""
     model_name = model.name
@@ -300,10 +337,10 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
     if trace.position != len(model.trainable_weights) or model.non_trainable_weights:
         raise ValueError(f"model {model_name!r} has weights the fast engine does not know")
 
-    def forward(weights: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    def forward(weights: list[tf.Tensor], x: tf.Tensor, seed: tf.Tensor | None = None):
         t = x
         for step in steps:
-            t = step(weights, t)
+            t = step(weights, t, seed) if isinstance(step, Seeded) else step(weights, t)
         return t
 
     return FunctionalModel(
