@@ -484,3 +484,49 @@ def test_a_round_of_the_emnist_cnn_without_dropout_equals_tffs() -> None:
     _assert_same_state(fast.state_arrays(fast_out.state), tff_arrays, len(initial), server)
     _assert_same_metrics(fast_out, tff_out)
     assert max(np.abs(a - b).max() for a, b in zip(tff_arrays, initial, strict=False)) > 1e-5
+
+
+def test_the_reddi_emnist_preset_is_the_papers_setting(compose_cfg) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_object(compose_cfg("experiment=reddi_emnist"))
+    assert (cfg.dataset.name, cfg.dataset.only_digits, cfg.partition.name.value) == (
+        "emnist",
+        False,
+        "natural",
+    )
+    assert cfg.model.name == "emnist_cnn" and cfg.model.dropout is True
+    assert (cfg.num_clients, cfg.clients_per_round, cfg.E, cfg.B, cfg.rounds) == (
+        3400,
+        10,
+        1,
+        20,
+        1500,
+    )
+    assert cfg.client_optimizer.name.value == "sgd"
+    assert np.isclose(np.log10(cfg.client_optimizer.lr), -1.5)
+    assert cfg.server_optimizer.name.value == "adam"
+    assert np.isclose(np.log10(cfg.server_optimizer.lr), -2.5)
+    assert cfg.server_optimizer.epsilon == 1e-4
+
+
+@pytest.mark.slow
+def test_the_reddi_emnist_preset_runs_a_round_on_a_small_file(tff_files, tmp_path) -> None:
+    from tests.conftest import only_run, run_cli
+
+    good, _ = tff_files
+    result = run_cli(
+        "experiment=reddi_emnist",
+        "rounds=1",
+        "num_clients=3",
+        f"dataset.path={good}",
+        f"dataset.cache_dir={tmp_path}",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "eval/client_accuracy_mean")
+    assert [m.step for m in history] == [0, 1]  # round 0 and the last round
