@@ -393,7 +393,7 @@ class RunConfig:
         shares of examples // K; shards: shards_per_client shards)."""
         from fedlab.data import DATASETS
 
-        examples = DATASETS.get(self.dataset.name).train_examples
+        examples = DATASETS.get(self.dataset.name).train_examples_of(self.dataset)
         part = self.partition
         if part.name is PartitionName.shards:
             size = part.shard_size or examples // (self.num_clients * part.shards_per_client)
@@ -427,7 +427,7 @@ class RunConfig:
         from fedlab.data import DATASETS, PARTITIONS
 
         spec = DATASETS.get(self.dataset.name)
-        examples = spec.train_examples
+        examples = spec.train_examples_of(self.dataset)
         k = self.num_clients
         part = self.partition
         partition = PARTITIONS.get(part.name.value)
@@ -462,10 +462,11 @@ class RunConfig:
                 f"{'|'.join(with_labels)}",
             )
         if part.name is PartitionName.labels_per_client:
+            classes = spec.num_classes_of(self.dataset)
             _require(
-                part.classes_per_client <= spec.num_classes,
+                part.classes_per_client <= classes,
                 f"partition.classes_per_client={part.classes_per_client} is invalid for "
-                f"dataset={self.dataset.name}; allowed: 1..{spec.num_classes} (its classes)",
+                f"dataset={self.dataset.name}; allowed: 1..{classes} (its classes)",
             )
         if part.name is PartitionName.shards:
             shards = k * part.shards_per_client

@@ -31,12 +31,14 @@ def parts(
     dp=None,
     clients_per_round: int = 10,
     compressor=None,
+    model_options: dict | None = None,
     **keys,
 ) -> RoundParts:
     """``keys`` go to the algorithm's or the aggregator's config, whichever has them;
     ``algorithm_class`` replaces the registered class of ``algorithm`` (a variant under test);
     ``dp`` (a ``DpFedAvgConfig``) replaces the aggregator by DP-FedAvg's over
-    ``clients_per_round``; ``compressor`` compresses the uploads (engine=fast)."""
+    ``clients_per_round``; ``compressor`` compresses the uploads (engine=fast);
+    ``model_options``: the model's own keys (``model.dropout``)."""
     algo_cls = algorithm_class or ALGORITHMS.get(algorithm)
     agg_cls = AGGREGATORS.get(aggregator)
     algo_fields = set(algo_cls.Config.__dataclass_fields__)
@@ -48,7 +50,7 @@ def parts(
     )
     client_optimizer = build_optimizer(client)
     return RoundParts(
-        make_model=functools.partial(mnist_model, model),
+        make_model=functools.partial(build_model, model, *MNIST_SHAPE, **(model_options or {})),
         input_shape=MNIST_SHAPE[0],
         num_classes=MNIST_SHAPE[1],
         client_optimizer=client_optimizer,

@@ -201,7 +201,8 @@ CLI_BAD = [
     ),
     (
         ["model=resnet"],
-        "model=resnet is not an option; allowed: 2nn, char_lstm, cifar_cnn, cnn, logreg",
+        "model=resnet is not an option; allowed: 2nn, char_lstm, cifar_cnn, cnn, emnist_cnn, "
+        "logreg",
     ),
     # issue 14's bad input
     (

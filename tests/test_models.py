@@ -10,7 +10,9 @@ from tests.engines import MNIST_SHAPE
 
 
 @pytest.mark.parametrize(
-    ("name", "params"), [("cnn", 1_663_370), ("2nn", 199_210), ("logreg", 7_850)]
+    ("name", "params"),
+    # emnist_cnn on 10 classes: TFF's create_conv_dropout_model(only_digits=True) docstring.
+    [("cnn", 1_663_370), ("2nn", 199_210), ("logreg", 7_850), ("emnist_cnn", 1_199_882)],
 )
 def test_parameter_counts_equal_the_papers(name: str, params: int) -> None:
     model = build_model(name, *MNIST_SHAPE)

@@ -43,6 +43,7 @@ class RoundParts:
     # A target per example (()) or per position ((80,)); pad_label: fedlab.backends.loss.
     target_shape: tuple[int, ...] = ()
     pad_label: int | None = None
+    seed: int = 0  # the run's seed: engine=fast seeds its dropout from it (and round, client)
 
 
 def round_parts(
@@ -54,13 +55,15 @@ def round_parts(
 ) -> RoundParts:
     """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
     from fedlab.compression import build_compressor
-    from fedlab.models import build_model
+    from fedlab.models import build_model, model_options
     from fedlab.privacy import build_privacy
 
     client = build_optimizer(cfg.client_optimizer)
     privacy = build_privacy(cfg)
     return RoundParts(
-        make_model=functools.partial(build_model, cfg.model.name, input_shape, num_classes),
+        make_model=functools.partial(
+            build_model, cfg.model.name, input_shape, num_classes, **model_options(cfg.model)
+        ),
         input_shape=tuple(input_shape),
         num_classes=num_classes,
         client_optimizer=client,
@@ -72,6 +75,7 @@ def round_parts(
         compressor=build_compressor(cfg.compression, cfg.seed),
         target_shape=tuple(target_shape),
         pad_label=pad_label,
+        seed=cfg.seed,
     )
 
 

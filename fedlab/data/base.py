@@ -46,8 +46,19 @@ class DatasetSpec:
         return None
 
     @classmethod
+    def num_classes_of(cls, cfg: Any) -> int:
+        """The classes under ``cfg`` (EMNIST's digits-only variant has 10 of its 62)."""
+        return cls.num_classes
+
+    @classmethod
+    def train_examples_of(cls, cfg: Any) -> int:
+        """The training examples under ``cfg``, known without loading."""
+        return cls.train_examples
+
+    @classmethod
     def load(cls, cfg: Any) -> Any:
-        """The arrays, as an object with ``x_train`` (n, prod(input_shape)) float32, ``y_train``
+        """The arrays, as an object with ``x_train`` (n, prod(input_shape)) float32 (or a
+        ``fedlab.data.coded.CodedExamples`` standing for it, decoded per client), ``y_train``
         int32, ``x_test``, ``y_test`` (and, for a dataset with clients of its own,
         ``train_clients`` / ``test_clients``: each natural client's indices into them); raises a
         ``DataSourceError``-like error in one line."""

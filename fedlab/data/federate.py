@@ -32,7 +32,7 @@ def federate(run: Any) -> FederatedDataset:
     data = PartitionInput(
         labels=arrays.y_train if spec.example_labels else None,
         num_examples=len(arrays.y_train),
-        num_classes=int(spec.num_classes),
+        num_classes=int(spec.num_classes_of(run.dataset)),
         natural_clients=natural_train,
     )
     assignment = partition.split(data, run.partition, run.num_clients, rng)
@@ -53,7 +53,7 @@ def federate(run: Any) -> FederatedDataset:
         y_test=arrays.y_test,
         clients=assignment.clients,
         input_shape=tuple(spec.input_shape),
-        num_classes=int(spec.num_classes),
+        num_classes=int(spec.num_classes_of(run.dataset)),
         test_clients=test_clients,
         pad_label=spec.pad_label,
     )

@@ -57,6 +57,18 @@ from fedlab.optimizers import Optimizer
 PARALLEL_CLIENTS_ENV = "FEDLAB_FAST_PARALLEL_CLIENTS"
 
 
+# Dropout's stream of the one ``seed`` (fedlab.data.federate has 0, fedlab.core.sampling 1 and 2,
+# fedlab.callbacks.evaluation 3): a client's steps draw from (seed, round, client), step by step.
+DROPOUT_STREAM = 4
+
+
+def client_seed(seed: int, round_num: int, client_id: int) -> np.ndarray:
+    """The stateless RNG seed of one client's local training in one round (shape [2], int64);
+    step i of it uses ``stateless_fold_in(seed, i)``."""
+    entropy = [seed, DROPOUT_STREAM, round_num, client_id & 0xFFFFFFFF]
+    return np.random.SeedSequence(entropy).generate_state(2, np.uint32).astype(np.int64)
+
+
 def default_parallel_clients() -> int:
     value = os.environ.get(PARALLEL_CLIENTS_ENV)
     if value:
@@ -151,10 +163,11 @@ class _ClientTrainer:
                     [tf.TensorSpec(s, tf.float32) for s in trainable]
                     for _ in range(algorithm.num_client_inputs)
                 ],
+                tf.TensorSpec((2,), tf.int64),  # the client's dropout seed (client_seed)
             ],
         )
 
-    def _train(self, initial, hparams, x, y, order, starts, sizes, inputs):
+    def _train(self, initial, hparams, x, y, order, starts, sizes, inputs, seed):
         forward = self.model.forward
         for w, value in zip(self.weights, initial, strict=True):
             w.assign(value)
@@ -167,7 +180,8 @@ class _ClientTrainer:
             idx = order[start : start + size]
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
             with tf.GradientTape() as tape:
-                logits = forward(self.weights, xb)
+                step_seed = tf.random.experimental.stateless_fold_in(seed, i)
+                logits = forward(self.weights, xb, step_seed)
                 loss, hits, targets = batch_loss(logits, yb, size, self.pad_label)
             # An embedding's gradient comes as IndexedSlices; the optimizers take dense ones.
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.weights)]
@@ -217,8 +231,10 @@ class FastEngine:
         compressor: Compressor | None = None,
         target_shape: tuple[int, ...] = (),
         pad_label: int | None = None,
+        seed: int = 0,
     ) -> None:
         self.model: FunctionalModel = functional_model(keras_model)
+        self.seed = seed
         self.compressor = compressor or Compressor(None, 0)
         self.client_optimizer = client_optimizer
         self.server_optimizer = server_optimizer
@@ -297,6 +313,7 @@ class FastEngine:
                     tf.constant(starts),
                     tf.constant(sizes),
                     [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
+                    tf.constant(client_seed(self.seed, work.round_num, work.client_id)),
                 )
             finally:
                 self._trainers.put(trainer)

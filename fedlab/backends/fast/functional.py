@@ -5,7 +5,8 @@ Keras 2.14 runs for them (``Conv2D``: ``tf.nn.convolution`` + ``bias_add``; ``De
 ``bias_add``, over the last axis; ``MaxPool2D``: ``max_pool2d``; ``Embedding``: a ``gather`` of
 the ids cast to int32; ``LSTM``: Keras' ``standard_lstm``, see ``_lstm``; ``GroupNormalization``:
 its grouped moments and ``batch_normalization``; ``Add``, ``Activation``,
-``GlobalAveragePooling2D``; ``CenterCrop``: a slice; the CIFAR CNN's
+``GlobalAveragePooling2D``; ``CenterCrop``: a slice; ``Dropout``: a stateless dropout, see
+``_dropout``; the CIFAR CNN's
 ``LocalResponseNormalization`` and ``PerImageStandardization``: their op), taking the weights as
 tensors in Keras order (``get_weights()``). A ``Sequential`` model is the chain of its layers; a
 functional one is walked as its graph (``_inbound``), so that branches and residual sums
@@ -33,7 +34,9 @@ import tensorflow as tf
 
 from fedlab.models.cifar_cnn import cifar_layers
 
-Forward = Callable[[list[tf.Tensor], tf.Tensor], tf.Tensor]
+# ``forward(weights, x, seed=None)``: ``seed`` (a stateless RNG seed, shape [2]) makes the layers
+# that draw at random (Dropout) train; None is inference, where they are the identity.
+Forward = Callable[..., tf.Tensor]
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class Trace:
     macs: int = 0
     input_shapes: tuple[tuple[int, ...], ...] = ()
     from_data: bool = False
+    random_layers: int = 0  # layers that draw at random so far (each folds its own seed)
 
     def take(self, count: int) -> int:
         """The index of the layer's first weight; the layer owns ``count`` weights from it."""
@@ -205,6 +209,17 @@ def converts(*layer_types: type) -> Callable[[Converter], Converter]:
 
 def _output_shape(layer, trace: Trace) -> tuple[int, ...]:
     return tuple(layer.compute_output_shape((1, *trace.shape))[1:])
+
+
+class Seeded:
+    """A step that draws at random while training: ``step(ws, t, seed)``, seed None at
+    inference."""
+
+    def __init__(self, run: Callable[[list[tf.Tensor], tf.Tensor, tf.Tensor | None], tf.Tensor]):
+        self.run = run
+
+    def __call__(self, ws: list[tf.Tensor], t: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
+        return self.run(ws, t, seed)
 
 
 @converts(tf.keras.layers.Reshape)
@@ -371,6 +386,29 @@ def _lstm_layer(layer, config: dict, trace: Trace) -> Step:
     return lstm
 
 
+@converts(tf.keras.layers.Dropout)
+def _dropout(layer, config: dict, trace: Trace) -> Step:
+    """Keras' ``Dropout``: while training each value is kept with probability ``1 - rate`` and
+    scaled by ``1 / (1 - rate)``, else zeroed; at inference (and at rate 0, as Keras) the
+    identity. Drawn with ``tf.nn.experimental.stateless_dropout`` from the step's seed folded with
+    the layer's place among the random layers, so that the same (run seed, round, client, step)
+    always drops the same units: a resumed run is bit-identical. Not Keras' own draws (its
+    generator is stateful), so engine=fast and engine=tff agree only in distribution."""
+    if config.get("noise_shape") is not None:
+        raise ValueError(f"layer {layer.name}: noise_shape is not supported by the fast engine")
+    rate = float(config["rate"])
+    salt = trace.random_layers
+    trace.random_layers += 1
+
+    def dropout(ws, t, seed):
+        if seed is None or rate == 0.0:
+            return t
+        layer_seed = tf.random.experimental.stateless_fold_in(seed, salt)
+        return tf.nn.experimental.stateless_dropout(t, rate, layer_seed)
+
+    return Seeded(dropout)
+
+
 @converts(tf.keras.layers.CenterCrop)
 def _center_crop(layer, config: dict, trace: Trace) -> Step:
     # Keras' crop offset, floor((size - crop) / 2); its resize branch (an image smaller than the
@@ -467,7 +505,7 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
     first = _first_weights(model)
     shapes: dict[str | None, tuple[int, ...]] = {None: tuple(model.input_shape[1:])}
     weighted: dict[str | None, bool] = {None: False}  # an output that depends on a weight
-    macs = 0
+    macs = random_layers = 0
     nodes: list[Node] = []
     for layer, inputs in _inbound(model):
         converter = CONVERTERS.get(type(layer))
@@ -483,20 +521,23 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
             macs=macs,
             input_shapes=in_shapes,
             from_data=not any(weighted[name] for name in inputs),
+            random_layers=random_layers,
         )
         step = converter(layer, layer.get_config(), trace)
         if trace.position - start != len(layer.trainable_weights):
             raise ValueError(f"layer {layer.name} has weights the fast engine does not know")
-        shapes[layer.name], macs = trace.shape, trace.macs
+        shapes[layer.name], macs, random_layers = trace.shape, trace.macs, trace.random_layers
         weighted[layer.name] = bool(layer.trainable_weights) or not trace.from_data
         nodes.append((layer.name, inputs, step))
     output = nodes[-1][0]
 
-    def forward(weights: list[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    def forward(weights: list[tf.Tensor], x: tf.Tensor, seed: tf.Tensor | None = None):
         values: dict[str | None, tf.Tensor] = {None: x}
         for name, inputs, step in nodes:
             args = [values[i] for i in inputs]
-            values[name] = step(weights, args[0] if len(args) == 1 else args)
+            arg = args[0] if len(args) == 1 else args
+            seeded = isinstance(step, Seeded)
+            values[name] = step(weights, arg, seed) if seeded else step(weights, arg)
         return values[output]
 
     return FunctionalModel(
