@@ -375,6 +375,7 @@ class RunConfig:
         self.client_optimizer.validate("client_optimizer")
         self.server_optimizer.validate("server_optimizer")
         self._check_clients_fit_the_data()
+        self._check_model_fits_the_data()
         for group in CHECKED_GROUPS:
             chosen = getattr(self, group)
             plugin = plugin_registry(group).get(chosen.name)
@@ -421,6 +422,27 @@ class RunConfig:
             False,
             f"E={epochs} is invalid: a round's local training ({m} client{'s' * (m > 1)} x E "
             f"epochs x {n} examples) {why}; allowed here: 1 <= E <= {limit}",
+        )
+
+    def _check_model_fits_the_data(self) -> None:
+        from fedlab.data import DATASETS
+        from fedlab.models import MODELS, fits
+
+        spec = DATASETS.get(self.dataset.name)
+        shape, one_class = tuple(spec.input_shape), spec.example_labels
+
+        def takes(model: str) -> bool:
+            return fits(model, shape, one_class)
+
+        examples = (
+            f"{'x'.join(map(str, shape))} examples of one class"
+            if one_class
+            else f"sequences of {shape[0]} ids, a class at every position"
+        )
+        _require(
+            takes(self.model.name),
+            f"model={self.model.name} does not fit dataset={self.dataset.name} ({examples}); "
+            f"allowed with it: model={'|'.join(m for m in MODELS.names() if takes(m))}",
         )
 
     def _check_clients_fit_the_data(self) -> None:

@@ -230,6 +230,16 @@ CLI_BAD = [
         ["dataset=shakespeare", "model=char_lstm", "partition=natural", "num_clients=5000"],
         "num_clients=5000 is invalid with partition=natural; allowed: at most 1214",
     ),
+    (
+        ["dataset=shakespeare", "model=cnn", "partition=natural"],
+        "model=cnn does not fit dataset=shakespeare (sequences of 80 ids, a class at every "
+        "position); allowed with it: model=char_lstm",
+    ),
+    (
+        ["model=char_lstm"],
+        "model=char_lstm does not fit dataset=mnist (28x28x1 examples of one class); allowed "
+        "with it: model=cnn|2nn|logreg|",
+    ),
     (["model.widht=3"], "unknown config key 'model.widht'"),
     (["client_sampling=random"], "Invalid value 'random', expected one of [uniform, cyclic]"),
     (["tracking.uri=foo://x"], "tracking.uri='foo://x' has an unknown scheme"),

@@ -24,3 +24,22 @@ def test_parameter_counts_equal_the_papers(name: str, params: int) -> None:
 def test_unknown_model_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="'vgg'.*cnn, 2nn, logreg"):
         build_model("vgg", *MNIST_SHAPE)
+
+
+def test_which_models_fit_which_datasets() -> None:
+    """Known at compose time from each builder's ``@takes`` and the dataset's spec, without
+    TensorFlow: images for the CNNs, one class per example for the flat models, sequences with a
+    class per position for the LSTM only."""
+    from fedlab.data import DATASETS
+    from fedlab.models import MODELS, fits
+
+    fitting = {
+        dataset: {
+            m for m in MODELS.names() if fits(m, tuple(spec.input_shape), spec.example_labels)
+        }
+        for dataset, spec in DATASETS.items()
+    }
+    images = {"cnn", "2nn", "logreg", "cifar_cnn", "emnist_cnn", "resnet18_gn"}
+    for dataset in ("mnist", "emnist", "cifar10", "cifar100"):
+        assert fitting[dataset] == images, dataset
+    assert fitting["shakespeare"] == {"char_lstm"}

@@ -6,7 +6,9 @@ fresh, uncompiled Keras model whose input is the flattened example (fedlab keeps
 the loss (``from_logits=True``), the numerically stable form of a softmax output layer with the
 same parameters. Adding a model: a module here that registers a builder, and
 ``conf/model/<name>.yaml``. A model with keys of its own (``model.dropout``) sets the builder's
-``Config`` to a dataclass of them; they reach the builder as keyword arguments.
+``Config`` to a dataclass of them; they reach the builder as keyword arguments. A builder says
+what examples it takes (``@takes``), so that a run whose dataset it cannot take is refused when
+the config is composed, before TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from omegaconf import MISSING
@@ -23,6 +26,38 @@ from fedlab.registry import Registry
 
 Builder = Callable[[tuple[int, ...], int], Any]
 MODELS: Registry[Builder] = Registry("model", "fedlab.models")
+
+
+class Takes(StrEnum):
+    """What a model's input and output are, as far as a dataset has to fit them."""
+
+    image = "image"  # (height, width, channels) examples, one class each
+    features = "features"  # any example (flattened), one class each
+    sequence = "sequence"  # a sequence of ids, a class (the next id) at every position
+
+
+def takes(kind: Takes) -> Callable[[Builder], Builder]:
+    """Decorator: the examples a builder takes (``@MODELS.register(...)`` above it)."""
+
+    def mark(builder: Builder) -> Builder:
+        builder.takes = Takes(kind)
+        return builder
+
+    return mark
+
+
+def fits(name: str, input_shape: tuple[int, ...], one_class_per_example: bool) -> bool:
+    """Whether model ``name`` takes a dataset's examples: its ``Takes`` against the example's
+    shape and whether an example has one class (MNIST) or one per position (Shakespeare). A
+    builder that does not say (a user's plug-in) fits everything here and checks when built."""
+    kind = getattr(MODELS.get(name), "takes", None)
+    if kind is Takes.image:
+        return len(input_shape) == 3 and one_class_per_example
+    if kind is Takes.features:
+        return one_class_per_example
+    if kind is Takes.sequence:
+        return len(input_shape) == 1 and not one_class_per_example
+    return True
 
 
 @dataclass

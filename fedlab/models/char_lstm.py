@@ -12,10 +12,11 @@ vocabulary of 256, which is likely what the paper used.
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("char_lstm")
+@takes(Takes.sequence)
 def char_lstm(input_shape: tuple[int, ...], num_classes: int):
     import tensorflow as tf
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 CROP = 24  # the paper's and the tutorial's 24x24 crop
 # tf.nn.lrn's arguments in the tutorial's norm1 and norm2.
@@ -84,6 +84,7 @@ def cifar_layers() -> SimpleNamespace:
 
 
 @MODELS.register("cifar_cnn")
+@takes(Takes.image)
 def cifar_cnn(input_shape: tuple[int, ...], num_classes: int):
     import tensorflow as tf
 

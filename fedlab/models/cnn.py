@@ -3,10 +3,11 @@ parameters on MNIST's 28x28x1 digits and 10 classes)."""
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("cnn")
+@takes(Takes.image)
 def cnn(input_shape: tuple[int, ...], num_classes: int):
     import tensorflow as tf
 

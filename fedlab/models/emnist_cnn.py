@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 # Reddi et al. 2020, Table 5 (TFF's create_conv_dropout_model): after the pooling, after fc128.
 DROPOUT_RATES = (0.25, 0.5)
@@ -29,6 +29,7 @@ class EmnistCnnConfig:
 
 
 @MODELS.register("emnist_cnn")
+@takes(Takes.image)
 def emnist_cnn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True):
     import tensorflow as tf
 

@@ -39,13 +39,14 @@ The initializers are TFF's: He-normal convolutions, a N(0, 0.01²) dense kernel.
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 GROUPS = 2  # Reddi et al. 2020's two groups per layer; see the module docstring
 STAGES = (2, 2, 2, 2)  # ResNet-18: two basic blocks in each of four stages (He et al. 2016)
 
 
 @MODELS.register("resnet18_gn")
+@takes(Takes.image)
 def resnet18_gn(
     input_shape: tuple[int, ...], num_classes: int, width: int = 64, groups: int = GROUPS
 ):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, flat_size
+from fedlab.models import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("2nn")
+@takes(Takes.features)
 def two_nn(input_shape: tuple[int, ...], num_classes: int):
     import tensorflow as tf
 
