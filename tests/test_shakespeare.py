@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedlab.config import OptimizerConfig, OptimizerName
+from fedlab.core.types import ClientWork
 from fedlab.data import DataSourceError
 from fedlab.data.shakespeare import (
     BOS,
@@ -231,3 +233,67 @@ def test_natural_partition_keeps_the_chosen_roles_test_splits(compose_cfg) -> No
         assert np.array_equal(train, full.train_clients[i])
         assert np.array_equal(test, full.test_clients[i])
     assert federate(cfg).clients[0][0] == data.clients[0][0]  # seeded
+
+
+@pytest.mark.slow
+def test_a_char_lstm_round_equals_tffs(texts, tff_worker) -> None:
+    """The char LSTM on both engines, two rounds of FedAvg on three real roles' windows (their
+    last windows padded, so the masked loss and accuracy are compared too): the fast engine's
+    unrolled LSTM and masked loss against TFF's build_weighted_fed_avg running Keras' own."""
+    import dataclasses
+
+    from fedlab.backends.fast import FastEngine
+    from fedlab.backends.tff import build
+    from fedlab.data.shakespeare import PAD, SEQUENCE_LENGTH, VOCAB_SIZE
+    from fedlab.models import build_model
+    from tests.engines import parts
+    from tests.test_fast import _assert_same_metrics
+
+    data = texts[0]
+    roles = [c for c in data.train_clients if 3 <= len(c) <= 6][:3]
+    assert len(roles) == 3 and all((data.y_train[c[-1]] == PAD).any() for c in roles)
+    client = OptimizerConfig(name=OptimizerName.sgd, lr=1.47)
+    server = OptimizerConfig(name=OptimizerName.sgd, lr=1.0)
+    p = dataclasses.replace(
+        parts("logreg", client, server),
+        make_model=lambda: build_model("char_lstm", (SEQUENCE_LENGTH,), VOCAB_SIZE),
+        input_shape=(SEQUENCE_LENGTH,),
+        num_classes=VOCAB_SIZE,
+        target_shape=(SEQUENCE_LENGTH,),
+        pad_label=PAD,
+    )
+    tff_engine = build(p)
+    fast = FastEngine(
+        p.make_model(),
+        p.client_optimizer,
+        p.server_optimizer,
+        p.algorithm,
+        p.aggregator,
+        parallel_clients=1,
+        target_shape=p.target_shape,
+        pad_label=PAD,
+    )
+    initial = p.make_model().get_weights()  # Keras' own initialisation
+    tff_state, fast_state = tff_engine.initialize(initial), fast.initialize(initial)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        clients = [
+            ClientWork(data.x_train[c], data.y_train[c], rng.permutation(len(c))[None], 2)
+            for c in roles
+        ]
+        tff_out, fast_out = tff_engine.next(tff_state, clients), fast.next(fast_state, clients)
+        tff_arrays = tff_engine.state_arrays(tff_out.state)
+        start = fast.state_arrays(fast_state)
+        for got, want in zip(fast.state_arrays(fast_out.state), tff_arrays, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        _assert_same_metrics(fast_out, tff_out)
+        assert max(np.abs(a - b).max() for a, b in zip(tff_arrays, start, strict=True)) > 1e-3
+        tff_state, fast_state = tff_out.state, fast.state_from_arrays(tff_arrays)
+
+
+@pytest.fixture(scope="module")
+def tff_worker():
+    from fedlab.backends.tff import LocalWorker
+
+    with LocalWorker() as worker:
+        yield worker
