@@ -19,6 +19,7 @@ def build(parts) -> FastEngine:
         compressor=parts.compressor,
         target_shape=parts.target_shape,
         pad_label=parts.pad_label,
+        placement=parts.placement,
     )
 
 
