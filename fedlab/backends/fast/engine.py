@@ -26,7 +26,10 @@ it each round), and a client's whole local training is one ``tf.function`` holdi
 ``tf.while_loop`` over its batches, so there is no Python per step. The function has one
 signature for every client (batch boundaries are data), so it is traced once per engine, and the
 engine's cost depends only on the sampled clients' work, never on the total number of clients.
-Clients train ``parallel_clients`` at a time on threads (TensorFlow releases the GIL).
+Clients train ``parallel_clients`` at a time on threads (TensorFlow releases the GIL), or, with
+``placement=ray``, in slices on Ray actors that return partial sums
+(``fedlab.backends.fast.placement``): the engine hands "train these clients" to its placement and
+combines the slices it gets back.
 """
 
 from __future__ import annotations
