@@ -288,9 +288,8 @@ def test_rounds_over_two_actors_equal_the_single_process_rounds(
     got, want = _final_state(spread), _final_state(local)
     assert [(a.shape, a.dtype) for a in got] == [(b.shape, b.dtype) for b in want]
     diff, scale = _max_differences(got, want)
-    print(
-        f"{combination}: max |ray - local| over the server state {diff:.3g} (max |x| {scale:.3g})"
-    )
+    label = " ".join(combination) or "fedavg"
+    print(f"{label}: max |ray - local| {diff:.3g} (largest |value| {scale:.3g})")
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL)
 

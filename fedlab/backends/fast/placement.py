@@ -54,6 +54,11 @@ import numpy as np
 
 from fedlab.backends.fast.engine import Broadcast, ClientRunner, SliceResult, fold_slice
 from fedlab.core.types import ClientWork
+from fedlab.errors import UserError
+
+
+class PlacementError(UserError):
+    """The actors cannot compute the run as this process would (one-line message)."""
 
 
 def dataset_digest(dataset: Any) -> str:
@@ -164,7 +169,7 @@ class RayPlacement:
         for i, where in enumerate(self.where):
             if where["digest"] != digest:
                 self.close()
-                raise RuntimeError(
+                raise PlacementError(
                     f"placement=ray: actor {i} on host {where['host']} (Ray node "
                     f"{where['node']}) loaded other training data than this process (digest "
                     f"{where['digest']}, here {digest}); every node needs the same dataset copy"
@@ -185,7 +190,15 @@ class RayPlacement:
             for actor, positions in zip(self.actors, cut, strict=True)
             if len(positions)
         ]
-        return ray.get(pending)
+        try:
+            return ray.get(pending)
+        except ray.exceptions.RayActorError as err:
+            # A lost node takes its actor with it; Ray does not restart actors here.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PlacementError(
+                f"placement=ray: an actor died during the round ({first}); run the same command "
+                "again to continue from the last checkpoint"
+            ) from err
 
     def tags(self) -> dict[str, str]:
         """Where the actors live, actor by actor (the MLflow tags of the run)."""
