@@ -54,6 +54,10 @@ def config_key(cfg: RunConfig) -> str:
 
     tree = flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
     kept = {key: value for key, value in tree.items() if affects_numbers(key, exact=True)}
+    if tree.get("placement.name") == "local":
+        # The default placement leaves the key as it was before placement existed, so that
+        # those checkpoints are still found.
+        kept = {key: value for key, value in kept.items() if not key.startswith("placement.")}
     text = json.dumps(kept, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -86,10 +87,14 @@ NOT_IN_NUMBERS = (
     "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
     "dataset.path",
     "dataset.cache_dir",  # where the preprocessed Shakespeare file is kept
+    "placement.address",  # which Ray cluster, not how the cohort is cut
+    "placement.cpus_per_actor",  # threads inside an actor: each client is computed alone
 )
 # The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
 # report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
-SAME_UP_TO_ROUND_OFF = ("engine",)
+# So does the placement of a round's clients: the actors' partial sums are added in another
+# order than one process adds the clients' updates (fedlab.backends.fast.placement).
+SAME_UP_TO_ROUND_OFF = ("engine", "placement.name", "placement.actors")
 
 # A round's local work as memory (see RunConfig._check_local_work_fits): each of its m clients
 # visits E x n examples, in an order held as one int64 index per visit
@@ -146,6 +151,11 @@ OptimizerName = StrEnum("OptimizerName", {name: name for name in OPTIMIZERS.name
 class Engine(StrEnum):
     tff = "tff"  # TFF's build_weighted_fed_avg, computed in TFF's worker process
     fast = "fast"  # the same arithmetic in fedlab's process with plain TensorFlow
+
+
+class PlacementName(StrEnum):
+    local = "local"  # every client of a round in this process, on threads
+    ray = "ray"  # a round's clients spread over Ray actors, one slice each
 
 
 class Objective(StrEnum):
@@ -274,6 +284,44 @@ class HardwareConfig:
             _require(value >= 0, f"hardware.{key}={value} is invalid; allowed: 0 (default) or >= 1")
 
 
+# placement.address: Ray's own forms (ray.init's address), or null for a private local cluster.
+_RAY_ADDRESS = re.compile(r"auto|[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+@dataclass
+class PlacementConfig:
+    """Where the clients of one round train (``engine=fast``): ``local`` in this process, or
+    ``ray``: spread over ``actors`` Ray actors of ``cpus_per_actor`` CPUs each.
+
+    A group of its own rather than keys of ``hardware``: ``hardware`` never changes a run's
+    numbers, and placement does, at float32 round-off (the actors' partial sums are added in
+    another order), so a checkpoint keys on it (``SAME_UP_TO_ROUND_OFF``); and its keys apply to
+    one option only, which a group checks (``_reject_unused``). What "placement" means, and what
+    it supports, is in ``fedlab.backends.fast.placement``.
+    """
+
+    name: PlacementName = PlacementName.local
+    address: str | None = None  # ray: auto | HOST:PORT; null starts a Ray of its own, here
+    actors: int = 2  # ray: how many slices a round's clients are cut into, one actor each
+    cpus_per_actor: int = 1  # ray: the CPUs Ray gives each actor; it trains that many at once
+
+    def __post_init__(self) -> None:
+        _require(
+            self.actors >= 1, f"placement.actors={self.actors} is invalid; allowed: an integer >= 1"
+        )
+        _require(
+            self.cpus_per_actor >= 1,
+            f"placement.cpus_per_actor={self.cpus_per_actor} is invalid; allowed: an integer >= 1",
+        )
+        _require(
+            self.address is None or bool(_RAY_ADDRESS.fullmatch(self.address)),
+            f"placement.address={self.address!r} is invalid; allowed: null (a Ray of its own on "
+            "this machine), auto (the cluster this machine belongs to) or HOST:PORT (the head's)",
+        )
+        keys = ("address", "actors", "cpus_per_actor")
+        _reject_unused(self, "placement", self.name.value, {key: {"ray"} for key in keys})
+
+
 # What MLflow 3.17's tracking store accepts ("" is a plain local path).
 TRACKING_URI_SCHEMES = ("", "sqlite", "file", "http", "https", "postgresql", "mysql", "mssql")
 
@@ -318,6 +366,7 @@ class RunConfig:
     client_optimizer: OptimizerConfig = MISSING
     server_optimizer: OptimizerConfig = MISSING
     hardware: HardwareConfig = MISSING
+    placement: PlacementConfig = MISSING
     tracking: TrackingConfig = MISSING
 
     C: float = 0.1  # fraction of clients per round; 0.0 means one client per round
@@ -387,7 +436,40 @@ class RunConfig:
                 f"allowed: engine={'|'.join(plugin.engines)}",
             )
             plugin.check(chosen, self)
+        self._check_placement()
         self._check_local_work_fits()
+
+    def _check_placement(self) -> None:
+        """What ``placement=ray`` can compute from the actors' partial sums
+        (``fedlab.backends.fast.placement``)."""
+        if self.placement.name is not PlacementName.ray:
+            return
+        _require(
+            self.engine is Engine.fast,
+            f"placement=ray cannot run on engine={self.engine.value}: it spreads engine=fast's "
+            "clients over Ray actors; allowed: engine=fast, or placement=local",
+        )
+        from fedlab.aggregators import AGGREGATORS
+
+        summable = [name for name, entry in AGGREGATORS.items() if entry.summable]
+        _require(
+            AGGREGATORS.get(self.aggregator.name).summable,
+            f"aggregator={self.aggregator.name} cannot run with placement=ray: it needs every "
+            "client's update, and each actor returns one partial sum; allowed with "
+            f"placement=ray: aggregator={'|'.join(summable)}, or placement=local",
+        )
+        _require(
+            self.hardware.device is Device.cpu,
+            f"placement=ray trains on the actors' CPUs, not with hardware={self.hardware.device}; "
+            "allowed: hardware=cpu, or placement=local",
+        )
+        m, actors = self.clients_per_round, self.placement.actors
+        _require(
+            actors <= m,
+            f"placement.actors={actors} is more than the {m} clients a round samples (C={self.C}, "
+            f"num_clients={self.num_clients}): an actor would be idle; allowed: "
+            f"1 <= placement.actors <= {m}",
+        )
 
     def largest_client(self) -> int:
         """The most examples a client holds under this partition (iid and dirichlet: equal

@@ -119,3 +119,31 @@ def test_composing_a_config_imports_no_cluster_library(tmp_path: Path) -> None:
     modules = _imported_at_run_time("--cfg", "job", cwd=tmp_path)
     assert "hydra" in modules
     assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
+
+
+def test_composing_a_ray_placement_imports_no_ray(tmp_path: Path) -> None:
+    # placement=ray is a config like any other until a run starts its actors.
+    modules = _imported_at_run_time("--cfg", "job", "placement=ray", cwd=tmp_path)
+    assert not {m for m in modules if m.split(".")[0] == "ray"}
+
+
+def test_a_plain_local_run_imports_no_ray(tmp_path: Path) -> None:
+    # The cost of placement=ray is paid only by runs that choose it: a local run of engine=fast
+    # imports neither Ray nor the module that drives the actors.
+    modules = _imported_at_run_time(
+        "model=logreg", "rounds=1", "C=0.05", "tracking=none", "checkpoint_every=0", cwd=tmp_path
+    )
+    assert "fedlab.backends.fast.engine" in modules  # it did run the rounds
+    assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
+    assert "fedlab.backends.fast.placement" not in modules
+
+
+def test_only_the_ray_placement_imports_ray() -> None:
+    # fedlab.sweep reads sys.modules to learn whether a Ray launcher runs the job; it never
+    # imports Ray itself.
+    importers = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "fedlab").rglob("*.py")
+        if any(m.split(".")[0] == "ray" for m in _imported_modules(path))
+    }
+    assert importers == {"fedlab/backends/fast/placement.py"}, importers

@@ -9,6 +9,13 @@ An aggregator may keep server state between rounds (DP-FedAvg's adaptive clippin
 ``fedlab.privacy``): ``initial_state`` and ``next``; the fast engine keeps it in its server
 state, so that it is checkpointed with the model. The default is stateless: ``next`` calls
 ``aggregate``.
+
+An aggregator that is a sum over the clients (``summable``: the mean, DP-FedAvg's clipped sum)
+can also be computed in slices, as ``placement=ray`` does (``fedlab.backends.fast.placement``):
+each slice of the cohort folds its clients into a partial sum (``accumulate``, where the clients
+train), and the server combines the slices' partial sums in slice order (``combine``). It equals
+``next`` over every update up to the order of float32 additions, and bit for bit with one slice.
+The coordinate-wise median and trimmed mean need every update, so they are not summable.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class Aggregator:
     tff_weighted: ClassVar[bool] = True
     #: The paper's words for it, in the ``algorithm`` tag (None: not named there).
     label: ClassVar[str | None] = None
+    #: Whether it is a sum over the clients, computable in slices (``accumulate``/``combine``).
+    summable: ClassVar[bool] = False
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -85,6 +94,22 @@ class Aggregator:
     ) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray], dict[str, float]]:
         """The combined update, the new state, and metrics (logged under ``aggregator/``)."""
         return self.aggregate(updates, weights), state, {}
+
+    # -- in slices (summable aggregators) ------------------------------------------------
+
+    def accumulate(
+        self, state: dict[str, np.ndarray], partial: Any, update: list[np.ndarray], weight: float
+    ) -> Any:
+        """``partial`` (None before a slice's first finite client) with one more client folded
+        in; the same for every client of every slice, given the round's ``state``."""
+        raise NotImplementedError(f"aggregator={self.name} needs every update; it is not a sum")
+
+    def combine(
+        self, state: dict[str, np.ndarray], partials: list[Any]
+    ) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray], dict[str, float]]:
+        """What ``next`` returns, from the slices' partial sums in slice order (each from at
+        least one finite client; an empty list: no finite client this round)."""
+        raise NotImplementedError(f"aggregator={self.name} needs every update; it is not a sum")
 
 
 def build_aggregator(cfg: Any) -> Aggregator:

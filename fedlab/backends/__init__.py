@@ -6,7 +6,9 @@
 
 Both build from the same ``RoundParts`` and meet the ``fedlab.core.types.Engine`` protocol; each
 package has ``build(parts)`` and ``runtime(worker_env, log_path)`` (what must run around the
-rounds: TFF's worker for ``tff``, nothing for ``fast``).
+rounds: TFF's worker for ``tff``, nothing for ``fast``). ``open_placement`` starts what
+``placement=ray`` trains ``fast``'s clients on (``fedlab.backends.fast.placement``); Ray is
+imported only then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ class RoundParts:
     target_shape: tuple[int, ...] = ()
     pad_label: int | None = None
     seed: int = 0  # the run's seed: engine=fast seeds its dropout from it (and round, client)
+    # Where the clients train: None here; a fedlab.backends.fast.placement.RayPlacement.
+    placement: Any = None
 
 
 def round_parts(
@@ -93,3 +97,19 @@ def engine_runtime(
 ) -> contextlib.AbstractContextManager:
     """What must run around the rounds of ``engine``."""
     return _backend(engine).runtime(worker_env, log_path)
+
+
+@contextlib.contextmanager
+def open_placement(cfg: Any, dataset: Any) -> Iterator[Any]:
+    """The placement ``cfg.placement`` chooses for the run's ``dataset``, stopped on leaving:
+    None for ``placement=local`` (the engine trains in this process; Ray is not imported)."""
+    if str(cfg.placement.name) != "ray":
+        yield None
+        return
+    from fedlab.backends.fast.placement import RayPlacement
+
+    placement = RayPlacement(cfg, dataset)
+    try:
+        yield placement
+    finally:
+        placement.close()

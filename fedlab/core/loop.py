@@ -9,6 +9,7 @@ timing, tracking, checkpoint, progress). ``run`` sets all of this up from a ``Ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import subprocess
@@ -284,7 +285,7 @@ def _train(
     # TensorFlow (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
-    from fedlab.backends import build_engine, engine_runtime, round_parts
+    from fedlab.backends import build_engine, engine_runtime, open_placement, round_parts
     from fedlab.callbacks import (
         CheckpointCallback,
         CommunicationCallback,
@@ -308,7 +309,6 @@ def _train(
     )
     initial_weights = parts.make_model().get_weights()
     sampler = ClientSampler(cfg.client_sampling, cfg.num_clients, cfg.clients_per_round, cfg.seed)
-    engine = build_engine(cfg.engine, parts)
     store = ClientStateStore(
         checkpoint.client_state_dir(ckpt_path) if cfg.checkpoint_every else None,
         resumed.client_states if resumed is not None else None,
@@ -348,7 +348,16 @@ def _train(
     description = f"{algorithm_name(cfg)} {cfg.partition.name}"
     callbacks.append(ProgressCallback(description, cfg.rounds, progress))
 
-    with engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"):
+    with (
+        engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"),
+        open_placement(cfg, dataset) as placement,
+        contextlib.ExitStack() as stack,
+    ):
+        if placement is not None:  # which nodes the actors live on
+            tracker.set_tags(placement.tags())
+        engine = build_engine(cfg.engine, dataclasses.replace(parts, placement=placement))
+        if hasattr(engine, "close"):  # its threads, or its placement's actors
+            stack.callback(engine.close)
         if resumed is None:
             state = engine.initialize(initial_weights)
         else:

@@ -266,6 +266,7 @@ class GaussianDpMean(Aggregator):
 
     name = "dp_fedavg"
     engines = ("fast", "tff")
+    summable = True
     tff_weighted = False  # unweighted: TFF runs build_unweighted_fed_avg with it
 
     def __init__(self, cfg: DpFedAvgConfig, clients_per_round: int, seed: int) -> None:
@@ -303,28 +304,49 @@ class GaussianDpMean(Aggregator):
         return state
 
     def next(self, state, updates, weights):
-        clip = np.float32(state["clip"] if self.adaptive else self.cfg.clip)
+        partial = None
+        for update, weight in zip(updates, weights, strict=True):
+            partial = self.accumulate(state, partial, update, weight)
+        return self.combine(state, [partial])
+
+    # In slices (placement=ray): each client is clipped where it trains, with the round's clip
+    # (from the server's state); only the clipped sums and counts travel, and the noise is drawn
+    # once, on the server, from the same generator.
+
+    def _clip(self, state) -> np.float32:
+        return np.float32(state["clip"] if self.adaptive else self.cfg.clip)
+
+    def accumulate(self, state, partial, update, weight):
+        clip, one = self._clip(state), np.float32(1.0)
+        if partial is None:
+            partial = ([np.zeros_like(a) for a in update], 0, 0)
+        sums, unclipped, clients = partial
+        norm = _global_norm(update)
+        # tf.clip_by_global_norm's scale, to the float32 bit (a zero update: 1/0 = inf).
+        with np.errstate(divide="ignore"):
+            scale = clip * np.minimum(one / norm, one / clip)
+        sums = [s + u * scale for s, u in zip(sums, update, strict=True)]
+        return sums, unclipped + int(norm <= clip), clients + 1
+
+    def combine(self, state, partials):
+        if not partials:
+            return None, state, {}
+        clip = self._clip(state)
         rng = np.random.default_rng([self.seed, int(state["noise_round"]), 0x5EED])
         m = np.float32(self.clients_per_round)
-        one = np.float32(1.0)
-        sums = [np.zeros_like(a) for a in updates[0]]
-        unclipped = 0
-        for update in updates:
-            norm = _global_norm(update)
-            # tf.clip_by_global_norm's scale, to the float32 bit (a zero update: 1/0 = inf).
-            with np.errstate(divide="ignore"):
-                scale = clip * np.minimum(one / norm, one / clip)
-            sums = [s + u * scale for s, u in zip(sums, update, strict=True)]
-            unclipped += int(norm <= clip)
+        sums, unclipped, clients = partials[0]
+        for more, more_unclipped, more_clients in partials[1:]:
+            sums = [s + t for s, t in zip(sums, more, strict=True)]
+            unclipped, clients = unclipped + more_unclipped, clients + more_clients
         stddev = np.float32(float(clip) * self.value_noise)
         if stddev > 0:
             sums = [s + (rng.standard_normal(s.shape) * stddev).astype(np.float32) for s in sums]
         mean = [s / m for s in sums]
         new_state = {"noise_round": np.int64(int(state["noise_round"]) + 1)}
-        metrics = {"unclipped_fraction": unclipped / len(updates)}
+        metrics = {"unclipped_fraction": unclipped / clients}
         if self.adaptive:
             # TFF's QuantileEstimatorQuery: a noised count of (unclipped - 1/2) over m, + 1/2.
-            below = np.float32(unclipped - 0.5 * len(updates))
+            below = np.float32(unclipped - 0.5 * clients)
             if self.count_stddev > 0:
                 below = np.float32(below + rng.standard_normal() * self.count_stddev)
             fraction = np.clip(below / m + np.float32(0.5), 0.0, 1.0).astype(np.float32)

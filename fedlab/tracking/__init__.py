@@ -23,6 +23,9 @@ class Tracker:
         """Reopen run ``run_id`` to continue it; return the last round it has metrics for."""
         return -1
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Add or replace tags on the open run."""
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Record the metrics of round ``step``."""
 

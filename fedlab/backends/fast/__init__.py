@@ -20,6 +20,7 @@ def build(parts) -> FastEngine:
         target_shape=parts.target_shape,
         pad_label=parts.pad_label,
         seed=parts.seed,
+        placement=parts.placement,
     )
 
 

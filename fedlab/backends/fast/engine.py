@@ -26,7 +26,10 @@ it each round), and a client's whole local training is one ``tf.function`` holdi
 ``tf.while_loop`` over its batches, so there is no Python per step. The function has one
 signature for every client (batch boundaries are data), so it is traced once per engine, and the
 engine's cost depends only on the sampled clients' work, never on the total number of clients.
-Clients train ``parallel_clients`` at a time on threads (TensorFlow releases the GIL).
+Clients train ``parallel_clients`` at a time on threads (TensorFlow releases the GIL), or, with
+``placement=ray``, in slices on Ray actors that return partial sums
+(``fedlab.backends.fast.placement``): the engine hands "train these clients" to its placement and
+combines the slices it gets back.
 """
 
 from __future__ import annotations
@@ -217,8 +220,186 @@ class _ClientTrainer:
         return update, weight, metrics, tf.where(finite, examples, 0), finite
 
 
+@dataclass(frozen=True, eq=False)
+class Broadcast:
+    """What the server sends the clients of one round, the same for every client: the global
+    model's trainable weights, the client optimizer's hyperparameters, the algorithm's and the
+    aggregator's server state (SCAFFOLD's ``c``; DP-FedAvg's clip)."""
+
+    weights: list[np.ndarray]
+    client_hparams: dict[str, np.float32]
+    algorithm: dict[str, list[np.ndarray]]
+    aggregator: dict[str, np.ndarray]
+
+
+@dataclass(eq=False)
+class ClientResult:
+    """One client's round: ``update`` is None when it was not finite (weight 0, no metrics)."""
+
+    update: list[np.ndarray] | None
+    weight: float
+    metrics: np.ndarray  # (loss sum, examples, targets right, targets), float32
+    trained: int
+    upload: dict[str, list[np.ndarray]]
+    client_state: list[np.ndarray] | None
+    nbytes: int
+
+
+class ClientRunner:
+    """Trains clients from a ``Broadcast``: ``parallel_clients`` at a time, each on a
+    ``_ClientTrainer`` of its own, on threads. The engine has one for ``placement=local``; each
+    Ray actor has one for its slice (``fedlab.backends.fast.placement``)."""
+
+    def __init__(
+        self,
+        model: FunctionalModel,
+        client_optimizer: Optimizer,
+        algorithm: Algorithm,
+        compressor: Compressor,
+        parallel_clients: int,
+        target_shape: tuple[int, ...] = (),
+        pad_label: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.seed = seed  # the run's: each client's dropout seed is folded from it (client_seed)
+        self.algorithm = algorithm
+        self.compressor = compressor
+        self.shapes = list(model.shapes[: model.num_trainable])
+        self.parallel_clients = parallel_clients
+        self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
+        for _ in range(parallel_clients):
+            self._trainers.put(
+                _ClientTrainer(model, client_optimizer, algorithm, target_shape, pad_label)
+            )
+        self._pool = (
+            ThreadPoolExecutor(parallel_clients, thread_name_prefix="fedlab-client")
+            if parallel_clients > 1
+            else None
+        )
+
+    def train(self, broadcast: Broadcast, clients: list[ClientWork]) -> list[ClientResult]:
+        """Every client's result, in the order of ``clients``."""
+        weights = [tf.constant(w) for w in broadcast.weights]
+        hparams = {key: tf.constant(v, tf.float32) for key, v in broadcast.client_hparams.items()}
+        algorithm, shapes, compressor = self.algorithm, self.shapes, self.compressor
+        server_algorithm = broadcast.algorithm
+        # A client's stored state: the algorithm's arrays, then the compressor's (its residual).
+        kept = len(shapes) if compressor.keeps_client_state else 0
+
+        def train(work: ClientWork) -> ClientResult:
+            order, starts, sizes = _batch_bounds(work)
+            stored = work.state or []
+            own_state = stored[: len(stored) - kept] or None
+            compressor_state = stored[len(stored) - kept :] or None
+            inputs = algorithm.client_inputs(server_algorithm, own_state, shapes)
+            trainer = self._trainers.get()
+            try:
+                update, weight, metrics, trained, finite = trainer.train(
+                    weights,
+                    hparams,
+                    tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1)),
+                    tf.constant(np.asarray(work.y, np.int32)),
+                    tf.constant(order),
+                    tf.constant(starts),
+                    tf.constant(sizes),
+                    [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
+                    tf.constant(client_seed(self.seed, work.round_num, work.client_id)),
+                )
+            finally:
+                self._trainers.put(trainer)
+            raw_bytes = sum(int(np.prod(s)) for s in shapes) * 4
+            if not bool(finite):
+                return ClientResult(None, 0.0, metrics.numpy(), 0, {}, None, raw_bytes)
+            update = [u.numpy() for u in update]
+            extra, client_state = algorithm.client_result(
+                update, len(starts), inputs, own_state, server_algorithm
+            )
+            # The server receives the update encoded (SCAFFOLD's variates use the true one).
+            nbytes = raw_bytes
+            if compressor.active:
+                update, nbytes, residual = compressor.encode(
+                    update, compressor_state, work.round_num, work.client_id
+                )
+                if kept:
+                    client_state = [*(client_state or []), *residual]
+            return ClientResult(
+                update, float(weight), metrics.numpy(), int(trained), extra, client_state, nbytes
+            )
+
+        return list(self._pool.map(train, clients)) if self._pool else list(map(train, clients))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+
+@dataclass(eq=False)
+class SliceResult:
+    """A slice of a round's cohort, trained and folded: its metric sums, examples and bytes,
+    the finite clients' uploads (in cohort order) and the clients' new states; then either every
+    finite update with its weight (``updates``, ``weights``: in this process, where robust
+    aggregators see every update) or the aggregator's partial sum over them (``partial``:
+    from a Ray actor, so that one model-sized sum travels, not one per client)."""
+
+    metric_sums: np.ndarray
+    examples: int
+    update_bytes: int
+    finite: int
+    uploads: list[dict[str, list[np.ndarray]]]
+    client_states: dict[int, list[np.ndarray]]
+    updates: list[list[np.ndarray]] | None = None
+    weights: list[float] | None = None
+    partial: Any = None
+
+
+def fold_slice(
+    clients: list[ClientWork],
+    results: list[ClientResult],
+    aggregator: Aggregator | None = None,
+    aggregator_state: dict[str, np.ndarray] | None = None,
+) -> SliceResult:
+    """The clients' results as one ``SliceResult``: with ``aggregator``, their updates folded
+    into its partial sum (``Aggregator.accumulate``) in the order of ``clients``."""
+    metric_sums = np.zeros(4, np.float32)
+    examples = update_bytes = 0
+    updates, weights, uploads, client_states = [], [], [], {}
+    for work, result in zip(clients, results, strict=True):
+        metric_sums += result.metrics
+        examples += result.trained
+        update_bytes += result.nbytes
+        if result.update is None:
+            continue  # not finite: TFF gives it weight 0 and drops its metrics
+        updates.append(result.update)
+        weights.append(result.weight)
+        uploads.append(result.upload)
+        if result.client_state is not None:
+            client_states[work.client_id] = result.client_state
+    folded = SliceResult(metric_sums, examples, update_bytes, len(updates), uploads, client_states)
+    if aggregator is None:
+        folded.updates, folded.weights = updates, weights
+        return folded
+    for update, weight in zip(updates, weights, strict=True):
+        folded.partial = aggregator.accumulate(aggregator_state, folded.partial, update, weight)
+    return folded
+
+
+class LocalPlacement:
+    """``placement=local``: every client of the round in this process (``ClientRunner``)."""
+
+    def __init__(self, runner: ClientRunner) -> None:
+        self.runner = runner
+
+    def train(self, broadcast: Broadcast, clients: list[ClientWork]) -> list[SliceResult]:
+        return [fold_slice(clients, self.runner.train(broadcast, clients))]
+
+    def close(self) -> None:
+        self.runner.close()
+
+
 class FastEngine:
-    """An algorithm, an aggregator and a server optimizer, computed in this process."""
+    """An algorithm, an aggregator and a server optimizer, computed in this process; the
+    clients train where ``placement`` puts them (None: here, on ``parallel_clients`` threads;
+    ``fedlab.backends.fast.placement.RayPlacement``: on Ray actors)."""
 
     def __init__(
         self,
@@ -232,6 +413,7 @@ class FastEngine:
         target_shape: tuple[int, ...] = (),
         pad_label: int | None = None,
         seed: int = 0,
+        placement: Any = None,
     ) -> None:
         self.model: FunctionalModel = functional_model(keras_model)
         self.seed = seed
@@ -240,17 +422,20 @@ class FastEngine:
         self.server_optimizer = server_optimizer
         self.algorithm = algorithm
         self.aggregator = aggregator
-        self.parallel_clients = parallel_clients or default_parallel_clients()
-        self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
-        for _ in range(self.parallel_clients):
-            self._trainers.put(
-                _ClientTrainer(self.model, client_optimizer, algorithm, target_shape, pad_label)
+        if placement is None:
+            self.parallel_clients = parallel_clients or default_parallel_clients()
+            runner = ClientRunner(
+                self.model,
+                client_optimizer,
+                algorithm,
+                self.compressor,
+                self.parallel_clients,
+                target_shape,
+                pad_label,
+                seed,
             )
-        self._pool = (
-            ThreadPoolExecutor(self.parallel_clients, thread_name_prefix="fedlab-client")
-            if self.parallel_clients > 1
-            else None
-        )
+            placement = LocalPlacement(runner)
+        self.placement = placement
         self._server_step = tf.function(self._server_update)
 
     # -- the server: TFF's apply_optimizer_finalizer ---------------------------------------
@@ -289,73 +474,34 @@ class FastEngine:
         if not clients:
             raise ValueError("a round needs at least one client")
         k = self.model.num_trainable
-        weights = [tf.constant(w) for w in state.weights[:k]]
-        client_hparams = state.client_hparams or self._client_hparams()
-        hparams = {key: tf.constant(v, tf.float32) for key, v in client_hparams.items()}
-        algorithm, shapes, compressor = self.algorithm, self.trainable_shapes, self.compressor
-        # A client's stored state: the algorithm's arrays, then the compressor's (its residual).
-        kept = len(shapes) if compressor.keeps_client_state else 0
-
-        def train(work: ClientWork):
-            order, starts, sizes = _batch_bounds(work)
-            stored = work.state or []
-            own_state = stored[: len(stored) - kept] or None
-            compressor_state = stored[len(stored) - kept :] or None
-            inputs = algorithm.client_inputs(state.algorithm, own_state, shapes)
-            trainer = self._trainers.get()
-            try:
-                update, weight, metrics, trained, finite = trainer.train(
-                    weights,
-                    hparams,
-                    tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1)),
-                    tf.constant(np.asarray(work.y, np.int32)),
-                    tf.constant(order),
-                    tf.constant(starts),
-                    tf.constant(sizes),
-                    [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
-                    tf.constant(client_seed(self.seed, work.round_num, work.client_id)),
-                )
-            finally:
-                self._trainers.put(trainer)
-            raw_bytes = sum(int(np.prod(s)) for s in shapes) * 4
-            if not bool(finite):
-                return None, 0.0, metrics.numpy(), 0, {}, None, raw_bytes
-            update = [u.numpy() for u in update]
-            extra, client_state = algorithm.client_result(
-                update, len(starts), inputs, own_state, state.algorithm
-            )
-            # The server receives the update encoded (SCAFFOLD's variates use the true one).
-            nbytes = raw_bytes
-            if compressor.active:
-                update, nbytes, residual = compressor.encode(
-                    update, compressor_state, work.round_num, work.client_id
-                )
-                if kept:
-                    client_state = [*(client_state or []), *residual]
-            return update, float(weight), metrics.numpy(), int(trained), extra, client_state, nbytes
-
-        results = list(self._pool.map(train, clients)) if self._pool else map(train, clients)
-        updates, weights_of, uploads, client_states = [], [], [], {}
-        metric_sums = np.zeros(4, np.float32)
-        examples = update_bytes = 0
-        for work, (update, weight, metrics, trained, extra, client_state, nbytes) in zip(
-            clients, results, strict=True
-        ):
-            metric_sums += metrics
-            examples += trained
-            update_bytes += nbytes
-            if update is None:
-                continue  # not finite: TFF gives it weight 0 and drops its metrics
-            updates.append(update)
-            weights_of.append(weight)
-            uploads.append(extra)
-            if client_state is not None:
-                client_states[work.client_id] = client_state
-        aggregate, aggregator_state, aggregator_metrics = (
-            self.aggregator.next(state.aggregator, updates, weights_of)
-            if updates
-            else (None, state.aggregator, {})
+        broadcast = Broadcast(
+            weights=[np.asarray(w) for w in state.weights[:k]],
+            client_hparams=state.client_hparams or self._client_hparams(),
+            algorithm=state.algorithm,
+            aggregator=state.aggregator,
         )
+        slices = self.placement.train(broadcast, clients)
+        # Slices in cohort order; with one slice, each sum below is that slice's, bit for bit.
+        metric_sums = slices[0].metric_sums
+        for more in slices[1:]:
+            metric_sums = metric_sums + more.metric_sums
+        examples = sum(s.examples for s in slices)
+        update_bytes = sum(s.update_bytes for s in slices)
+        uploads = [upload for s in slices for upload in s.uploads]
+        client_states = {cid: cs for s in slices for cid, cs in s.client_states.items()}
+        if not any(s.finite for s in slices):
+            aggregate, aggregator_state, aggregator_metrics = None, state.aggregator, {}
+        elif slices[0].updates is not None:  # every update is here
+            aggregate, aggregator_state, aggregator_metrics = self.aggregator.next(
+                state.aggregator,
+                [u for s in slices for u in s.updates],
+                [w for s in slices for w in s.weights],
+            )
+        else:  # partial sums, one per slice
+            aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine(
+                state.aggregator, [s.partial for s in slices if s.finite]
+            )
+        weights = [tf.constant(w) for w in broadcast.weights]
         skipped = aggregate is None
         if not skipped:
             server = {
@@ -370,7 +516,9 @@ class FastEngine:
         if skipped:
             next_state, client_states, aggregator_metrics = state, {}, {}
         else:
-            new_algorithm, algorithm_metrics = algorithm.server_update(state.algorithm, uploads)
+            new_algorithm, algorithm_metrics = self.algorithm.server_update(
+                state.algorithm, uploads
+            )
             next_state = FastState(
                 weights=(*(w.numpy() for w in new_weights), *state.weights[k:]),
                 client_hparams=state.client_hparams,
@@ -393,8 +541,12 @@ class FastEngine:
             client_states=client_states,
             algorithm_metrics=algorithm_metrics,
             aggregator_metrics=aggregator_metrics,
-            update_bytes=update_bytes if compressor.active else None,
+            update_bytes=update_bytes if self.compressor.active else None,
         )
+
+    def close(self) -> None:
+        """Stop the placement's threads or actors."""
+        self.placement.close()
 
     def model_weights(self, state: FastState) -> list[np.ndarray]:
         """The global model's weights in Keras order (trainable, then non-trainable)."""
