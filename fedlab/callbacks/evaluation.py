@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -150,8 +151,12 @@ class FederatedEvaluator:
 
 
 def _evaluate(evaluate, weights) -> tuple[float, float, dict[str, float]]:
+    """Loss, accuracy and the other ``eval/`` metrics, with ``time/eval_s``: the evaluation's
+    wall time (what ``eval_clients`` and ``eval_every`` trade against the curve's detail)."""
+    started = time.perf_counter()
     out = evaluate(weights)
-    return out if len(out) == 3 else (*out, {})
+    loss, accuracy, extra = out if len(out) == 3 else (*out, {})
+    return loss, accuracy, {**extra, "time/eval_s": time.perf_counter() - started}
 
 
 class EvaluationCallback(Callback):
