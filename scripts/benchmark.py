@@ -7,10 +7,18 @@ Usage (from the repository root):
     ./.venv/bin/python scripts/benchmark.py --rounds 10 --json bench.json
     ./.venv/bin/python scripts/benchmark.py --paths fast --clients 100,3400   # scaling in K
     ./.venv/bin/python scripts/benchmark.py --to-accuracy --max-rounds 300    # long
+    ./.venv/bin/python scripts/benchmark.py --workload shakespeare --paths tff,fast
 
 Workload: the notebook's configuration (McMahan et al. 2017's MNIST CNN, K=100 IID clients of
 600 examples, C=0.1 so 10 clients a round, B=10, E=1, client Adam 2e-4, server Adam 1e-3). Every
 path trains the same clients, in the same order of examples, in every round.
+
+``--workload shakespeare``: McMahan et al.'s Shakespeare round instead (the character LSTM,
+``experiment=table2_shakespeare``'s setting: a client per speaking role of the Gutenberg texts,
+client SGD 1.47, server SGD 1.0, B=10, E=1), 10 clients a round, on the tff and fast paths (the
+reference and the ceiling are the notebook's MNIST CNN). Roles differ in size, so a round's
+examples vary: examples/s and GFLOP/s use each path's mean examples over its timed rounds (the
+same rounds on both paths).
 
 Paths, each in a child process of its own (so that start-up and memory are its own):
   reference  the notebook's way, untuned: ``tff.learning.algorithms.build_weighted_fed_avg`` on a
@@ -79,6 +87,17 @@ NOTEBOOK = {
     "examples_per_client": 600,
     "seed": 0,
 }
+# McMahan et al. 2017's Shakespeare LSTM round (experiment=table2_shakespeare), 10 roles a round.
+SHAKESPEARE = {
+    "model": "char_lstm",
+    "clients_per_round": 10,
+    "batch_size": 10,
+    "epochs": 1,
+    "client_sgd_lr": 1.47,
+    "server_sgd_lr": 1.0,
+    "seed": 0,
+}
+WORKLOADS = {"notebook": NOTEBOOK, "shakespeare": SHAKESPEARE}
 
 
 # The SIMD extensions that decide how fast TensorFlow's CPU kernels run, as /proc/cpuinfo names
@@ -136,7 +155,9 @@ def _client_indices(num_clients: int, seed: int) -> list:
     ]
 
 
-def _round_clients(dataset, clients, sampler, round_num: int, client_states: dict):
+def _round_clients(
+    dataset, clients, sampler, round_num: int, client_states: dict, workload: dict = NOTEBOOK
+):
     """The ClientWork of round ``round_num``: as fedlab.core.loop builds it."""
     from fedlab.core.sampling import local_order
     from fedlab.core.types import ClientWork
@@ -145,14 +166,14 @@ def _round_clients(dataset, clients, sampler, round_num: int, client_states: dic
     for client_id in sampler.sample(round_num):
         idx = clients[client_id]
         order = local_order(
-            len(idx), NOTEBOOK["epochs"], NOTEBOOK["seed"], round_num, int(client_id)
+            len(idx), workload["epochs"], workload["seed"], round_num, int(client_id)
         )
         work.append(
             ClientWork(
                 dataset.x_train[idx],
                 dataset.y_train[idx],
                 order,
-                NOTEBOOK["batch_size"],
+                workload["batch_size"],
                 int(client_id),
                 client_states.get(int(client_id)),
             )
@@ -231,13 +252,25 @@ def child(args: argparse.Namespace) -> None:
     from fedlab.config import ClientSampling
     from fedlab.core.sampling import ClientSampler
 
-    dataset = fl_data.load_mnist("auto", None)
-    clients = _client_indices(args.num_clients, NOTEBOOK["seed"])
+    workload = WORKLOADS[args.workload]
+    if args.workload == "shakespeare":
+        from fedlab.models import build_model
+
+        cfg = _run_config(path, args)
+        dataset = fl_data.federate(cfg)
+        clients = dataset.clients
+        make_model = lambda: build_model(  # noqa: E731
+            workload["model"], dataset.input_shape, dataset.num_classes
+        )
+    else:
+        dataset = fl_data.load_mnist("auto", None)
+        clients = _client_indices(args.num_clients, NOTEBOOK["seed"])
+        make_model = lambda: _mnist_model(NOTEBOOK["model"])  # noqa: E731
     sampler = ClientSampler(
-        ClientSampling.uniform, args.num_clients, NOTEBOOK["clients_per_round"], NOTEBOOK["seed"]
+        ClientSampling.uniform, len(clients), workload["clients_per_round"], workload["seed"]
     )
-    tf.keras.utils.set_random_seed(NOTEBOOK["seed"])
-    initial = _mnist_model(NOTEBOOK["model"]).get_weights()
+    tf.keras.utils.set_random_seed(workload["seed"])
+    initial = make_model().get_weights()
 
     if path == "ceiling":
         Path(args.result_file).write_text(json.dumps(_ceiling(tf, np, dataset, args)))
@@ -259,11 +292,16 @@ def child(args: argparse.Namespace) -> None:
             return out.state, float(out.metrics["client_work"]["train"]["loss"])
     else:
         from fedlab.backends import build_engine, engine_runtime, round_parts
-        from fedlab.data.mnist import Mnist
 
         cfg = _run_config(path, args)
         runtime = engine_runtime(cfg.engine, {}, Path(os.devnull))
-        parts = round_parts(cfg, Mnist.input_shape, Mnist.num_classes)
+        parts = round_parts(
+            cfg,
+            tuple(dataset.input_shape) if args.workload == "shakespeare" else (28, 28, 1),
+            dataset.num_classes if args.workload == "shakespeare" else 10,
+            target_shape=tuple(dataset.y_train.shape[1:]),
+            pad_label=getattr(dataset, "pad_label", None),
+        )
         algorithm = build_engine(cfg.engine, parts)
 
     evaluate = None
@@ -280,7 +318,7 @@ def child(args: argparse.Namespace) -> None:
                 client_states.update(out.client_states)
                 return out.state, out.train_loss
 
-        times, losses, history = [], [], {}
+        times, losses, history, round_examples = [], [], {}, []
         total_rounds = args.warmup + args.rounds if not args.to_accuracy else args.max_rounds
         started = time.time()
         reached = None
@@ -289,9 +327,10 @@ def child(args: argparse.Namespace) -> None:
             tick = time.perf_counter()
             if round_num == 1:
                 marks["first_round_start"] = time.time()
-            work = _round_clients(dataset, clients, sampler, round_num, client_states)
+            work = _round_clients(dataset, clients, sampler, round_num, client_states, workload)
             state, loss = one_round(state, work)
             times.append(time.perf_counter() - tick)
+            round_examples.append(sum(len(w.x) for w in work) * workload["epochs"])
             losses.append(loss)
             if round_num == 1:
                 marks["first_round_end"] = time.time()
@@ -321,6 +360,9 @@ def child(args: argparse.Namespace) -> None:
                 "num_clients": args.num_clients,
                 "round_s": times[args.warmup :] if not args.to_accuracy else times,
                 "warmup_s": times[: args.warmup],
+                "round_examples": round_examples[args.warmup :]
+                if not args.to_accuracy
+                else round_examples,
                 "train_loss": losses,
                 "marks": marks,
                 "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -353,6 +395,17 @@ def _run_config(path: str, args):
     from fedlab.config import register_configs
 
     register_configs()
+    if args.workload == "shakespeare":
+        overrides = [
+            f"engine={path}",
+            "experiment=table2_shakespeare",
+            f"client_optimizer.lr={SHAKESPEARE['client_sgd_lr']}",
+            f"server_optimizer.lr={SHAKESPEARE['server_sgd_lr']}",
+            f"algorithm={args.algorithm}",
+            *args.set,
+        ]
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            return OmegaConf.to_object(compose("config", overrides=overrides))
     client = args.client_optimizer
     client_lr = NOTEBOOK["client_adam_lr"] if client == "adam" else args.client_sgd_lr
     overrides = [
@@ -466,6 +519,8 @@ def run_child(path: str, args: argparse.Namespace, num_clients: int, extra=()) -
         ",".join(map(str, args.ceiling_batches)),
         "--ceiling-repeats",
         str(args.ceiling_repeats),
+        "--workload",
+        args.workload,
         "--algorithm",
         args.algorithm,
         "--client-optimizer",
@@ -545,6 +600,11 @@ def summarize(result: dict, flops_per_round: float, examples: int, ref_s: float 
     if not times:
         return result
     med = statistics.median(times)
+    if result.get("round_examples") and flops_per_round and examples:
+        # Rounds of unequal work (Shakespeare's roles): the mean round's examples and FLOPs.
+        mean_examples = statistics.mean(result["round_examples"])
+        flops_per_round *= mean_examples / examples
+        examples = mean_examples
     result.update(
         median_s=med,
         min_s=min(times),
@@ -643,6 +703,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="another fedlab override for the tff and fast paths (e.g. algorithm.mu=0.01)",
     )
+    parser.add_argument(
+        "--workload",
+        default="notebook",
+        choices=sorted(WORKLOADS),
+        help="notebook: the seed notebook's MNIST CNN round (default); shakespeare: McMahan's "
+        "character-LSTM round, 10 roles (tff and fast paths only)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--num-clients", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -656,10 +723,29 @@ def main(argv=None) -> None:
         return
     from fedlab.backends.fast.functional import functional_model
 
-    per_example = functional_model(_mnist_model(NOTEBOOK["model"])).training_flops_per_example
-    examples = NOTEBOOK["clients_per_round"] * NOTEBOOK["examples_per_client"] * NOTEBOOK["epochs"]
+    workload = WORKLOADS[args.workload]
+    if args.workload == "shakespeare":
+        from fedlab.data.shakespeare import SEQUENCE_LENGTH, VOCAB_SIZE
+        from fedlab.models import build_model
+
+        bad = sorted(set(args.paths.split(",")) - {"tff", "fast"})
+        if bad or args.to_accuracy:
+            raise SystemExit(
+                f"benchmark: --workload shakespeare runs --paths tff,fast only, not "
+                f"{','.join(bad) or '--to-accuracy'}"
+            )
+        args.no_ceiling = True  # the ceiling is the MNIST CNN's
+        model = build_model("char_lstm", (SEQUENCE_LENGTH,), VOCAB_SIZE)
+        # A nominal round for the header; each path's figures use its rounds' mean examples.
+        examples = 1
+    else:
+        model = _mnist_model(NOTEBOOK["model"])
+        examples = (
+            NOTEBOOK["clients_per_round"] * NOTEBOOK["examples_per_client"] * NOTEBOOK["epochs"]
+        )
+    per_example = functional_model(model).training_flops_per_example
     per_round = per_example * examples
-    print(f"workload: {NOTEBOOK}")
+    print(f"workload: {workload}")
     print(
         f"fedlab paths (tff, fast): algorithm={args.algorithm}, "
         f"client_optimizer={args.client_optimizer}"
@@ -667,8 +753,12 @@ def main(argv=None) -> None:
         + (f", {' '.join(args.set)}" if args.set else "")
     )
     print(
-        f"training FLOPs: {per_example / 1e6:.1f} MFLOP per example (3 x forward, 2 per MAC), "
-        f"{per_round / 1e9:.1f} GFLOP per round of {examples} examples"
+        f"training FLOPs: {per_example / 1e6:.1f} MFLOP per example (3 x forward, 2 per MAC)"
+        + (
+            f", {per_round / 1e9:.1f} GFLOP per round of {examples} examples"
+            if args.workload == "notebook"
+            else "; a round's examples vary with its roles"
+        )
     )
     cpu = cpu_info()
     print(
@@ -677,7 +767,7 @@ def main(argv=None) -> None:
         f"load average now {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)"
     )
     report: dict = {
-        "workload": NOTEBOOK,
+        "workload": workload,
         "fedlab": {
             "algorithm": args.algorithm,
             "client_optimizer": args.client_optimizer,

@@ -60,3 +60,35 @@ def test_the_benchmark_json_and_header_name_the_cpu(tmp_path: Path) -> None:
     machine = next(line for line in done.stdout.splitlines() if line.startswith("machine: "))
     assert model in machine
     assert all(e in machine for e in report["cpu"]["vector_extensions"]), machine
+
+
+@pytest.mark.slow
+def test_the_shakespeare_workload_times_an_lstm_round(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--workload", "shakespeare", "--paths", "fast", "--rounds", "1", "--warmup", "0"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--json", str(out)],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["workload"]["model"] == "char_lstm"
+    (row,) = report["paths"]
+    assert row["path"] == "fast" and len(row["round_s"]) == 1
+    # 10 roles of the Gutenberg texts (each at least one window), FLOPs from the LSTM's shapes.
+    assert row["round_examples"][0] >= 10
+    assert row["gflops"] > 0 and row["examples_per_s"] > 0
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "--workload", "shakespeare", "--paths", "reference"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1
+    assert "runs --paths tff,fast only, not reference" in refused.stderr

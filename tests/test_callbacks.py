@@ -213,7 +213,8 @@ def test_evaluation_at_round_0_is_logged_at_step_0(setup) -> None:
     assert ctx.progress.history == {0: accuracy}
     [(step, metrics)] = ctx.tracker.metrics
     assert step == 0
-    assert metrics.keys() == {"eval/loss", "eval/accuracy", "eval/best_accuracy"}
+    assert metrics.keys() == {"eval/loss", "eval/accuracy", "eval/best_accuracy", "time/eval_s"}
+    assert 0 < metrics["time/eval_s"] < 60  # the evaluation's own wall time
     assert metrics["eval/loss"] == pytest.approx(loss, rel=1e-5)
     assert metrics["eval/accuracy"] == metrics["eval/best_accuracy"] == accuracy
 

@@ -5,6 +5,7 @@ only; one-line errors; and, slow, a real sweep that reports on its parent run.""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 import time
@@ -350,3 +351,41 @@ def test_a_real_sweep_reports_on_its_parent_run(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_csv(tmp_path / "report" / "summary.csv") == table
+
+
+def test_federated_runs_get_the_spread_over_clients(tmp_path: Path) -> None:
+    """A federatedly evaluated run's last per-client accuracies, written by the evaluation
+    callback as the run ends, come back through MLflow into the report's ECDF figure."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from fedlab.callbacks.evaluation import CLIENT_ACCURACY, EvaluationCallback, FederatedEvaluator
+    from fedlab.models import build_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 4), dtype=np.float32), rng.integers(0, 3, 30).astype(np.int32)
+    clients = [np.arange(0, 5), np.arange(5, 15), np.arange(15, 30)]
+    evaluator = FederatedEvaluator(build_model("logreg", (4,), 3), x, y, clients, None, None, 0)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("fedlab")
+    for seed in (0, 1):
+        weights = [rng.standard_normal(w.shape).astype(np.float32) for w in evaluator.model.weights]
+        loss, accuracy, extra = evaluator(weights)
+        params = real_params(*PAPER_2NN, f"seed={seed}")
+        run_id = make_run(client, experiment, f"seed={seed}", params, [0.1, accuracy])
+        client.log_metric(run_id, "eval/client_accuracy_mean", extra["eval/client_accuracy_mean"])
+        callback = EvaluationCallback(evaluator, 1, 1, tmp_path / f"out{seed}")
+        callback.evaluated_round = 1
+        tracker = SimpleNamespace(log_artifact=lambda p, r=run_id: client.log_artifact(r, str(p)))
+        callback.on_train_end(SimpleNamespace(tracker=tracker))
+        written = json.loads((tmp_path / f"out{seed}" / CLIENT_ACCURACY).read_text())
+        # Each client's own share of its test examples predicted right.
+        predicted = np.argmax(x @ weights[0] + weights[1], axis=1)
+        want = [float(np.mean(predicted[c] == y[c])) for c in clients]
+        assert written == {"round": 1, "accuracy": pytest.approx(want)}
+    out = tmp_path / "report"
+    result = run_cli("--out", str(out), cwd=tmp_path, timeout=300, module="fedlab.report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_png(out / "client_accuracy.png")
+    assert "![test accuracy over clients](client_accuracy.png)" in (out / "summary.md").read_text()

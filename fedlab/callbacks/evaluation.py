@@ -17,8 +17,11 @@ invalid state"). A forward pass in a ``tf.function`` has no such state and is fa
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -122,6 +125,9 @@ class FederatedEvaluator:
 
         self._example_sums = example_sums
         self._pool = ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1))
+        # The latest evaluation's accuracy of each evaluated client with a target (in the order
+        # of ``clients``): written at the end of the run for the report's distribution figure.
+        self.client_accuracy: np.ndarray | None = None
 
     def __call__(self, weights: list[np.ndarray]) -> tuple[float, float, dict[str, float]]:
         self.model.set_weights(weights)
@@ -134,6 +140,7 @@ class FederatedEvaluator:
         per_targets = np.bincount(self._owner, targets, minlength=k)
         has = per_targets > 0
         client_accuracy = per_right[has] / per_targets[has]
+        self.client_accuracy = client_accuracy
         pooled = right.sum() / max(targets.sum(), 1.0)
         p10, p50, p90 = np.percentile(client_accuracy, [10, 50, 90])
         return (
@@ -150,17 +157,33 @@ class FederatedEvaluator:
 
 
 def _evaluate(evaluate, weights) -> tuple[float, float, dict[str, float]]:
+    """Loss, accuracy and the other ``eval/`` metrics, with ``time/eval_s``: the evaluation's
+    wall time (what ``eval_clients`` and ``eval_every`` trade against the curve's detail)."""
+    started = time.perf_counter()
     out = evaluate(weights)
-    return out if len(out) == 3 else (*out, {})
+    loss, accuracy, extra = out if len(out) == 3 else (*out, {})
+    return loss, accuracy, {**extra, "time/eval_s": time.perf_counter() - started}
+
+
+# The artifact of a federatedly evaluated run: its last evaluation's accuracy of each client.
+CLIENT_ACCURACY = "client_accuracy.json"
 
 
 class EvaluationCallback(Callback):
-    """Evaluates the global model at round 0, every ``eval_every`` rounds and after the last."""
+    """Evaluates the global model at round 0, every ``eval_every`` rounds and after the last.
 
-    def __init__(self, evaluator: Evaluator, every: int, rounds: int) -> None:
+    With a ``FederatedEvaluator``, the end of the run logs ``client_accuracy.json`` (the last
+    evaluation's accuracy of each evaluated client, with its round) into ``output_dir`` and the
+    tracker: the distribution that ``fedlab.report`` draws beside the curve."""
+
+    def __init__(
+        self, evaluator: Evaluator, every: int, rounds: int, output_dir: Path | None = None
+    ) -> None:
         self.evaluate = evaluator
         self.every = every
         self.rounds = rounds
+        self.output_dir = output_dir
+        self.evaluated_round: int | None = None
 
     def on_train_begin(self, ctx) -> None:
         if ctx.progress.round == 0 and 0 not in ctx.progress.history:
@@ -175,12 +198,24 @@ class EvaluationCallback(Callback):
                 },
                 step=0,
             )
+            self.evaluated_round = 0
+
+    def on_train_end(self, ctx) -> None:
+        accuracy = getattr(self.evaluate, "client_accuracy", None)
+        if accuracy is None or self.output_dir is None or self.evaluated_round is None:
+            return  # a centralised test set, or nothing evaluated in this process
+        path = self.output_dir / CLIENT_ACCURACY
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"round": self.evaluated_round, "accuracy": [float(a) for a in accuracy]}
+        path.write_text(json.dumps(record))
+        ctx.tracker.log_artifact(path)
 
     def measure(self, ctx, record) -> None:
         if record.round % self.every and record.round != self.rounds:
             return
         weights = ctx.engine.model_weights(record.output.state)
         loss, accuracy, extra = _evaluate(self.evaluate, weights)
+        self.evaluated_round = record.round
         history = {**record.progress.history, record.round: accuracy}
         record.progress = dataclasses.replace(record.progress, history=history)
         record.metrics.update(

@@ -333,7 +333,7 @@ def _train(
         evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
     callbacks: list[Callback] = [
         CommunicationCallback(),
-        EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds),
+        EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds, output_dir),
         TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
         PrivacyCallback(parts.privacy),
         TimingCallback(),

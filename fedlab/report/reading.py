@@ -8,6 +8,8 @@ refuses is a ``ReportError`` with a one-line message.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ ACCURACY = "eval/accuracy"
 TOTAL_MB = "comm/total_mb"
 ROUNDS_TO_TARGET = "rounds_to_target"
 EPSILON = "privacy/epsilon"
+CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
+CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
 
 
 class ReportError(RuntimeError):
@@ -37,6 +41,8 @@ class RunSeries:
     total_mb: dict[int, float]  # cumulative MB communicated by round
     rounds_to_target: int | None
     epsilon: dict[int, float] = field(default_factory=dict)  # privacy spent by round (DP runs)
+    # Federated evaluation's last accuracy of each evaluated client (natural datasets).
+    client_accuracy: list[float] = field(default_factory=list)
 
     @property
     def seed(self) -> str:
@@ -92,9 +98,24 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                     if EPSILON in run.data.metrics
                     else {}
                 ),
+                client_accuracy=(
+                    _client_accuracy(client, run.info.run_id)
+                    if CLIENT_MEAN in run.data.metrics
+                    else []
+                ),
             )
         )
     return series, left_out
+
+
+def _client_accuracy(client: MlflowClient, run_id: str) -> list[float]:
+    """The run's ``client_accuracy.json`` (empty where it has none: a run that ended before
+    fedlab logged it)."""
+    if not any(f.path == CLIENT_ACCURACY for f in client.list_artifacts(run_id)):
+        return []
+    with tempfile.TemporaryDirectory() as where:
+        path = client.download_artifacts(run_id, CLIENT_ACCURACY, where)
+        return [float(a) for a in json.loads(Path(path).read_text())["accuracy"]]
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedlab.report.clients import CLIENTS_FIGURE, has_clients
 from fedlab.report.grouping import Configuration, Report
 from fedlab.report.plotting import FIGURE
 
@@ -81,6 +82,8 @@ def markdown(report: Report) -> str:
             "",
             f"![test accuracy against rounds]({FIGURE})",
         ]
+        if has_clients(report.configurations):
+            parts += ["", f"![test accuracy over clients]({CLIENTS_FIGURE})"]
     else:
         parts += ["", "No finished run with test accuracy (eval/accuracy) to compare."]
     if report.left_out:
