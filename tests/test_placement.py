@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,6 +120,28 @@ def test_a_refusal_is_one_line_before_tensorflow_or_ray_load(tmp_path: Path) -> 
     ]
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert not {m for m in modules if m.split(".")[0] in ("ray", "tensorflow")}
+
+
+def test_an_address_nothing_answers_on_fails_in_one_line_and_the_run_says_why(
+    tmp_path: Path,
+) -> None:
+    """Given a closed port, Ray's own ray.init retries for minutes; fedlab refuses in seconds,
+    and the MLflow run it had started ends FAILED with the reason."""
+    from mlflow.tracking import MlflowClient
+
+    with socket.socket() as probe:  # a port nothing listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["placement=ray", f"placement.address=127.0.0.1:{port}", "model=logreg", "C=0.05"]
+    result = run_cli(*args, "rounds=1", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = [s for s in result.stderr.strip().splitlines() if s.startswith("fedlab: error:")]
+    assert f"placement.address=127.0.0.1:{port}: nothing answers there" in line
+    assert "Traceback" not in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("fedlab").experiment_id])
+    assert run.info.status == "FAILED"
+    assert "nothing answers there" in run.data.tags["fedlab.failure"]
 
 
 def test_a_checkpoint_keys_on_the_placement_but_not_on_where_the_cluster_is(compose_cfg) -> None:

@@ -319,35 +319,6 @@ def _train(
         order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
         return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
 
-    if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
-        evaluator = FederatedEvaluator(
-            parts.make_model(),
-            dataset.x_test,
-            dataset.y_test,
-            dataset.test_clients,
-            dataset.pad_label,
-            cfg.eval_clients,
-            cfg.seed,
-        )
-    else:
-        evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
-    callbacks: list[Callback] = [
-        CommunicationCallback(),
-        EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds, output_dir),
-        TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
-        PrivacyCallback(parts.privacy),
-        TimingCallback(),
-        TrackingCallback(  # logs in measure, last: see TrackingCallback
-            tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model
-        ),
-    ]
-    if cfg.checkpoint_every:
-        callbacks.append(
-            CheckpointCallback(ckpt_path, ckpt_key, cfg.checkpoint_every, cfg.rounds, store)
-        )
-    description = f"{algorithm_name(cfg)} {cfg.partition.name}"
-    callbacks.append(ProgressCallback(description, cfg.rounds, progress))
-
     with (
         engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"),
         open_placement(cfg, dataset) as placement,
@@ -358,6 +329,37 @@ def _train(
         engine = build_engine(cfg.engine, dataclasses.replace(parts, placement=placement))
         if hasattr(engine, "close"):  # its threads, or its placement's actors
             stack.callback(engine.close)
+        # The evaluation's models after the engine, as before placements existed: with the
+        # evaluator's model built first, engine=tff runs failed in Keras ("Layer or Model is in
+        # an invalid state") once TFF had built its own (tests/test_cli_run.py).
+        if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
+            evaluator = FederatedEvaluator(
+                parts.make_model(),
+                dataset.x_test,
+                dataset.y_test,
+                dataset.test_clients,
+                dataset.pad_label,
+                cfg.eval_clients,
+                cfg.seed,
+            )
+        else:
+            evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
+        callbacks: list[Callback] = [
+            CommunicationCallback(),
+            EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds, output_dir),
+            TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
+            PrivacyCallback(parts.privacy),
+            TimingCallback(),
+            TrackingCallback(  # logs in measure, last: see TrackingCallback
+                tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model
+            ),
+        ]
+        if cfg.checkpoint_every:
+            callbacks.append(
+                CheckpointCallback(ckpt_path, ckpt_key, cfg.checkpoint_every, cfg.rounds, store)
+            )
+        description = f"{algorithm_name(cfg)} {cfg.partition.name}"
+        callbacks.append(ProgressCallback(description, cfg.rounds, progress))
         if resumed is None:
             state = engine.initialize(initial_weights)
         else:

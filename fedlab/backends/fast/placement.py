@@ -56,6 +56,8 @@ from fedlab.backends.fast.engine import Broadcast, ClientRunner, SliceResult, fo
 from fedlab.core.types import ClientWork
 from fedlab.errors import UserError
 
+REACH_TIMEOUT_S = 5.0
+
 
 class PlacementError(UserError):
     """The actors cannot compute the run as this process would (one-line message)."""
@@ -135,6 +137,24 @@ class SliceTrainer:
         return fold_slice(filled, results, self.aggregator, broadcast.aggregator)
 
 
+def _check_reachable(address: str | None) -> None:
+    """An explicit ``HOST:PORT`` that nothing listens on fails here, in one line, within
+    seconds: given one, ``ray.init`` keeps retrying for minutes (seen: over 5 minutes for a
+    closed port on loopback) before it gives up."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as err:
+        raise PlacementError(
+            f"placement.address={address}: nothing answers there ({err}); allowed: the address "
+            "`ray start --head` printed (HOST:PORT), auto (the cluster this machine is a node "
+            "of), or null (a Ray of this run's own)"
+        ) from None
+
+
 class RayPlacement:
     """``placement=ray``: the round's clients cut into ``cfg.placement.actors`` contiguous slices,
     one per actor (see the module's docstring)."""
@@ -152,7 +172,16 @@ class RayPlacement:
                 options.update(
                     num_cpus=placement.actors * placement.cpus_per_actor, include_dashboard=False
                 )
-            ray.init(address=placement.address, **options)
+            _check_reachable(placement.address)
+            try:
+                ray.init(address=placement.address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise PlacementError(
+                    f"placement.address={placement.address} is not a Ray cluster fedlab can join "
+                    f"({first}); allowed: the address `ray start --head` printed, auto (the "
+                    "cluster this machine is a node of), or null (a Ray of this run's own)"
+                ) from None
         try:
             actor = ray.remote(
                 num_cpus=placement.cpus_per_actor,
