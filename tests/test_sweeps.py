@@ -32,6 +32,7 @@ PRESET_GRID_SIZES = {
     "table1_2nn": 20,  # partition × B × C
     "table1_cnn": 20,
     "table2_cnn": 18,  # partition × E × B (FedSGD is E=1, B=∞)
+    "table2_shakespeare": 4,  # partition × B (FedSGD and FedAvg E=1 B=10)
     "cifar_fedavg": 1,
     "cifar_fedsgd": 1,
     "reddi_cifar10": 5,  # 5 server optimizers
