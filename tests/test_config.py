@@ -44,7 +44,15 @@ def test_groups_are_the_documented_ones() -> None:
         "natural",
     }
     assert options["dataset"] >= {"mnist", "shakespeare"}
-    assert options["model"] == {"cnn", "2nn", "logreg", "char_lstm", "cifar_cnn"}
+    assert options["model"] == {
+        "cnn",
+        "2nn",
+        "logreg",
+        "char_lstm",
+        "cifar_cnn",
+        "emnist_cnn",
+        "resnet18_gn",
+    }
     for role in ("client_optimizer", "server_optimizer"):
         assert options[role] == {"sgd", "sgdm", "adam", "yogi", "adagrad"}
     assert options["hardware"] == {"cpu", "gpu"}
@@ -56,6 +64,7 @@ def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option
     # An option that needs another dataset than MNIST (natural clients) is composed with one.
     needs = {("partition", "natural"): ["dataset=shakespeare", "model=char_lstm"]}
     needs[("dataset", "shakespeare")] = ["model=char_lstm"]
+    needs[("model", "char_lstm")] = ["dataset=shakespeare"]  # the only dataset it fits
     cfg = OmegaConf.to_object(compose_cfg(f"{group}={option}", *needs.get((group, option), [])))
     assert isinstance(cfg, RunConfig)
     chosen = getattr(cfg, group)
