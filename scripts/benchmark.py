@@ -357,7 +357,7 @@ def child(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "path": path,
-                "num_clients": args.num_clients,
+                "num_clients": len(clients),
                 "round_s": times[args.warmup :] if not args.to_accuracy else times,
                 "warmup_s": times[: args.warmup],
                 "round_examples": round_examples[args.warmup :]
@@ -746,10 +746,18 @@ def main(argv=None) -> None:
     per_example = functional_model(model).training_flops_per_example
     per_round = per_example * examples
     print(f"workload: {workload}")
-    print(
-        f"fedlab paths (tff, fast): algorithm={args.algorithm}, "
+    optimizers = (
         f"client_optimizer={args.client_optimizer}"
-        + (f" (lr {args.client_sgd_lr})" if args.client_optimizer == "sgd" else "")
+        if args.workload == "notebook"
+        else "client SGD 1.47, server SGD 1.0 (experiment=table2_shakespeare)"
+    )
+    print(
+        f"fedlab paths (tff, fast): algorithm={args.algorithm}, {optimizers}"
+        + (
+            f" (lr {args.client_sgd_lr})"
+            if args.client_optimizer == "sgd" and args.workload == "notebook"
+            else ""
+        )
         + (f", {' '.join(args.set)}" if args.set else "")
     )
     print(
