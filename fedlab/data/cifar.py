@@ -44,13 +44,13 @@ import functools
 import hashlib
 import os
 import pickle
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
 from fedlab.data.mnist import DataSourceError
 
@@ -269,21 +269,11 @@ def _varints(buf: np.ndarray) -> np.ndarray:
 
 def _parse_sqlite(path: Path) -> dict[str, np.ndarray]:
     """TFF's cifar100.sqlite as uint8 pixels, labels and each client's range, per split."""
-    label = f"TFF SQLite {path}"
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            if not {"examples", "client_metadata"} <= tables:
-                raise DataSourceError(
-                    f"{label}: not TFF client data (tables {sorted(tables)}; expected examples "
-                    "and client_metadata)"
-                )
-            rows = db.execute(
-                "SELECT split_name, client_id, serialized_example_proto FROM examples "
-                "ORDER BY rowid"
-            ).fetchall()
-    except sqlite3.DatabaseError as err:
-        raise DataSourceError(f"{label}: cannot read ({_one_line(err)})") from None
+    label = tff_sqlite.label(path)
+    with tff_sqlite.open_client_data(path) as db:
+        rows = db.execute(
+            "SELECT split_name, client_id, serialized_example_proto FROM examples ORDER BY rowid"
+        ).fetchall()
     from fedlab.data.example_proto import example_class
 
     Example = example_class()  # noqa: N806 (a message class)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
 from fedlab.data.coded import UNIT_BYTE_TABLE, CodedExamples, NotCodable, encode
 from fedlab.data.mnist import DataSourceError
@@ -209,22 +210,12 @@ def _read_split(db: sqlite3.Connection, split: str, label: str, num_classes: int
 
 
 def _parse(path: Path, only_digits: bool) -> dict[str, np.ndarray]:
-    label = f"TFF SQLite {path}"
+    label = tff_sqlite.label(path)
     train_split, test_split = SPLITS[only_digits]
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            if not {"examples", "client_metadata"} <= tables:
-                raise DataSourceError(
-                    f"{label}: not TFF client data (tables {sorted(tables)}; expected examples "
-                    "and client_metadata)"
-                )
-            classes = NUM_CLASSES[only_digits]
-            train = _read_split(db, train_split, label, classes)
-            test = _read_split(db, test_split, label, classes)
-    except sqlite3.DatabaseError as err:
-        message = " ".join(str(err).split())
-        raise DataSourceError(f"{label}: cannot read ({type(err).__name__}: {message})") from None
+    with tff_sqlite.open_client_data(path) as db:
+        classes = NUM_CLASSES[only_digits]
+        train = _read_split(db, train_split, label, classes)
+        test = _read_split(db, test_split, label, classes)
     ids = sorted(set(train.bounds) & set(test.bounds))
     if not ids:
         raise DataSourceError(

@@ -41,7 +41,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
 from fedlab.data.mnist import DataSourceError
 
@@ -334,21 +334,11 @@ def _corpus_from_texts(folder: Path) -> ShakespeareCorpus:
 
 def _corpus_from_sqlite(path: Path) -> ShakespeareCorpus:
     started = time.perf_counter()
-    label = f"TFF SQLite {path}"
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            if not {"examples", "client_metadata"} <= tables:
-                raise DataSourceError(
-                    f"{label}: not TFF client data (tables {sorted(tables)}; expected examples "
-                    "and client_metadata)"
-                )
-            rows = db.execute(
-                "SELECT client_id, split_name, serialized_example_proto FROM examples "
-                "ORDER BY rowid"
-            ).fetchall()
-    except sqlite3.DatabaseError as err:
-        raise DataSourceError(f"{label}: cannot read ({type(err).__name__}: {err})") from None
+    label = tff_sqlite.label(path)
+    with tff_sqlite.open_client_data(path) as db:
+        rows = db.execute(
+            "SELECT client_id, split_name, serialized_example_proto FROM examples ORDER BY rowid"
+        ).fetchall()
     from fedlab.data.example_proto import example_class
 
     Example = example_class()  # noqa: N806 (a message class)
