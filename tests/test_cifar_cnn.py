@@ -80,7 +80,7 @@ def _cifar_clients(sizes, epochs, batch_size, seed) -> list[ClientWork]:
 
 @pytest.mark.slow
 def test_a_cifar_cnn_round_equals_tffs(tff_worker) -> None:
-    from fedlab.backends.fast import FastEngine
+    from fedlab.backends.fast import build as build_fast
     from fedlab.backends.tff import build
 
     client = OptimizerConfig(name=OptimizerName.sgd, lr=0.05)
@@ -92,14 +92,7 @@ def test_a_cifar_cnn_round_equals_tffs(tff_worker) -> None:
         num_classes=CIFAR10[1],
     )
     tff_engine = build(p)
-    fast = FastEngine(
-        p.make_model(),
-        p.client_optimizer,
-        p.server_optimizer,
-        p.algorithm,
-        p.aggregator,
-        parallel_clients=1,
-    )
+    fast = build_fast(p)  # the engine a run builds from the same parts
     rng = np.random.default_rng(3)
     initial = [
         (rng.standard_normal(w.shape) * 0.05).astype(np.float32)

@@ -200,7 +200,7 @@ def test_a_resnet_round_equals_tffs_build_weighted_fed_avg(tff_worker) -> None:
     each engine from the same state, as ``tests/test_fast.py`` compares its models."""
     import functools
 
-    from fedlab.backends.fast import FastEngine
+    from fedlab.backends.fast import build as build_fast
     from fedlab.backends.tff import build
     from fedlab.models.resnet import resnet18_gn
     from tests.engines import parts
@@ -214,14 +214,7 @@ def test_a_resnet_round_equals_tffs_build_weighted_fed_avg(tff_worker) -> None:
         num_classes=classes,
     )
     tff_engine = build(p)
-    fast = FastEngine(
-        p.make_model(),
-        p.client_optimizer,
-        p.server_optimizer,
-        p.algorithm,
-        p.aggregator,
-        parallel_clients=1,
-    )
+    fast = build_fast(p)  # the engine a run builds from the same parts
     initial = p.make_model().get_weights()
     tff_state, fast_state = tff_engine.initialize(initial), fast.initialize(initial)
     rng = np.random.default_rng(0)

@@ -242,7 +242,7 @@ def test_a_char_lstm_round_equals_tffs(texts, tff_worker) -> None:
     unrolled LSTM and masked loss against TFF's build_weighted_fed_avg running Keras' own."""
     import dataclasses
 
-    from fedlab.backends.fast import FastEngine
+    from fedlab.backends.fast import build as build_fast
     from fedlab.backends.tff import build
     from fedlab.data.shakespeare import PAD, SEQUENCE_LENGTH, VOCAB_SIZE
     from fedlab.models import build_model
@@ -263,16 +263,7 @@ def test_a_char_lstm_round_equals_tffs(texts, tff_worker) -> None:
         pad_label=PAD,
     )
     tff_engine = build(p)
-    fast = FastEngine(
-        p.make_model(),
-        p.client_optimizer,
-        p.server_optimizer,
-        p.algorithm,
-        p.aggregator,
-        parallel_clients=1,
-        target_shape=p.target_shape,
-        pad_label=PAD,
-    )
+    fast = build_fast(p)  # the engine a run builds from the same parts
     initial = p.make_model().get_weights()  # Keras' own initialisation
     tff_state, fast_state = tff_engine.initialize(initial), fast.initialize(initial)
     rng = np.random.default_rng(0)
