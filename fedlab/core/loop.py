@@ -319,19 +319,18 @@ def _train(
         order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
         return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
 
-    with (
-        engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"),
-        open_placement(cfg, dataset) as placement,
-        contextlib.ExitStack() as stack,
-    ):
+    with contextlib.ExitStack() as stack:
+        # The order of a run before placements existed, which engine=tff needs: the engine is
+        # built first, then the evaluation's models (built before it, engine=tff runs failed in
+        # Keras: "Layer or Model is in an invalid state"), and only then TFF's worker starts;
+        # leaving, the worker stops first. With placement=ray the actors come up before the
+        # engine that sends them work (engine=fast: its runtime is empty).
+        placement = stack.enter_context(open_placement(cfg, dataset))
         if placement is not None:  # which nodes the actors live on
             tracker.set_tags(placement.tags())
         engine = build_engine(cfg.engine, dataclasses.replace(parts, placement=placement))
         if hasattr(engine, "close"):  # its threads, or its placement's actors
             stack.callback(engine.close)
-        # The evaluation's models after the engine, as before placements existed: with the
-        # evaluator's model built first, engine=tff runs failed in Keras ("Layer or Model is in
-        # an invalid state") once TFF had built its own (tests/test_cli_run.py).
         if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
             evaluator = FederatedEvaluator(
                 parts.make_model(),
@@ -360,6 +359,7 @@ def _train(
             )
         description = f"{algorithm_name(cfg)} {cfg.partition.name}"
         callbacks.append(ProgressCallback(description, cfg.rounds, progress))
+        stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
         if resumed is None:
             state = engine.initialize(initial_weights)
         else:
