@@ -22,7 +22,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fedlab.config import RunConfig, register_configs
-from fedlab.errors import FULL_ERROR, TERMINATION_REQUESTED, DivergedError, Terminated, describe
+from fedlab.describe import FULL_ERROR, describe
+from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
 
 register_configs()
 # conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its

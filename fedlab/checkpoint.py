@@ -27,13 +27,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from fedlab.config import RunConfig, affects_numbers
-from fedlab.errors import UserError
+from fedlab.errors import CheckpointError
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(UserError):
-    """A checkpoint cannot be used (corrupt, or from another config or model)."""
 
 
 @dataclass

@@ -32,11 +32,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fedlab.errors import ConfigError
 from fedlab.optimizers import OPTIMIZERS
-
-
-class ConfigError(ValueError):
-    """A configuration value is outside what fedlab allows; the message is one line."""
 
 
 def _require(ok: bool, message: str) -> None:

@@ -47,7 +47,7 @@ def refuse_password(key: str, url: str) -> None:
     """A ``ConfigError`` naming ``key`` if ``url`` holds a password."""
     if not url_password(url):
         return
-    from fedlab.config import ConfigError
+    from fedlab.errors import ConfigError
 
     scheme = url.split("://", 1)[0]
     if scheme.startswith("http"):

@@ -1,37 +1,61 @@
-"""Bad input as one line: the key or value at fault and what is allowed.
+"""Every error fedlab raises for bad input or a bad environment, under one root.
 
-Hydra and OmegaConf report composition errors as multi-line text with a traceback hint; fedlab's
-entry point lets them raise (``HYDRA_FULL_ERROR=1`` internally) and turns the ones caused by the
-user's input into one line here. Anything not recognised is a bug and keeps its traceback.
+This module imports nothing from fedlab, nor Hydra or TensorFlow: a plug-in, an engine or a Ray
+actor raises these without loading the command line's formatting. ``str(err)`` is one line that
+names the value at fault and what is allowed; the entry point (``fedlab.describe``) prints it as
+``fedlab: error: ...`` with exit status 2, and anything else keeps its traceback (a bug).
+
+    FedlabError
+    ├── ConfigError        a configuration value outside what fedlab allows (at compose time)
+    │   └── PartitionError a partition that cannot be made from these examples
+    └── UserError          found while running: the data, a checkpoint, a worker, a cluster
+        ├── DataSourceError, CheckpointError, WorkerError, PlacementError, ReportError
+        └── DivergedError  training produced a non-finite loss or update
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-import re
-import sys
 import threading
 
-from hydra.errors import (
-    ConfigCompositionException,
-    MissingConfigException,
-    OverrideParseException,
-)
-from omegaconf import DictConfig
-from omegaconf.errors import (
-    ConfigAttributeError,
-    ConfigKeyError,
-    MissingMandatoryValue,
-    OmegaConfBaseException,
-    ValidationError,
-)
 
-from fedlab.config import ConfigError, RunConfig
+class FedlabError(Exception):
+    """The user's input or environment is at fault (not fedlab); the message is one line."""
 
-# Read at import, before the entry point sets HYDRA_FULL_ERROR=1 for its own use: whether the
-# user asked for full tracebacks.
-FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+class ConfigError(FedlabError, ValueError):
+    """A configuration value is outside what fedlab allows; found when the config is composed."""
+
+
+class PartitionError(ConfigError):
+    """A partition that cannot be made (too many clients for the examples, a bad count)."""
+
+
+class UserError(FedlabError, RuntimeError):
+    """A problem with the user's input or environment found while running."""
+
+
+class DivergedError(UserError):
+    """Training produced a non-finite loss (e.g. a learning rate far too large)."""
+
+
+class DataSourceError(UserError):
+    """A dataset's local file is missing, unreadable or not what it should be."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint cannot be used (corrupt, or from another config or model)."""
+
+
+class WorkerError(UserError):
+    """TFF's worker process could not be started or stopped answering."""
+
+
+class PlacementError(UserError):
+    """A round's clients could not be trained where ``placement`` put them (Ray)."""
+
+
+class ReportError(UserError):
+    """The report cannot be made from what the tracking store holds."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -42,131 +66,3 @@ class Terminated(KeyboardInterrupt):
 # inside TensorFlow's tracing that can surface as another error (autograph's context stack
 # asserting, seen in CI); the round loop then still treats the run as terminated.
 TERMINATION_REQUESTED = threading.Event()
-
-
-class UserError(RuntimeError):
-    """A problem with the user's input or environment found while running (one-line message)."""
-
-
-class DivergedError(UserError):
-    """Training produced a non-finite loss (e.g. a learning rate far too large)."""
-
-
-_ALLOWED_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
-_KEY_HINTS = {"B": ", or null for the full local dataset (the paper's B=∞)"}
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0].strip() if text.strip() else text
-
-
-def _known_keys() -> list[str]:
-    from dataclasses import fields
-
-    return [f.name for f in fields(RunConfig)]
-
-
-def _command_line_value(key: str) -> str | None:
-    """The value ``key`` is given on the command line (the last one), if it is."""
-    found = None
-    for arg in sys.argv[1:]:
-        name, sep, value = arg.lstrip("+~").partition("=")
-        if sep and name == key:
-            found = value
-    return found
-
-
-def _plugin_key(dotted: str) -> str | None:
-    """``algorithm.mu`` set with an algorithm that has no ``mu``: which options have it."""
-    from fedlab.config import plugin_registry
-
-    group, _, key = dotted.partition(".")
-    registry = plugin_registry(group) if key and "." not in key else None
-    if registry is None:
-        return None
-    chosen = _command_line_value(group) or _default_option(group) or "?"
-    value = _command_line_value(dotted) or "?"
-    from fedlab.config import unknown_key_message
-    from fedlab.models import ModelConfig
-
-    return unknown_key_message(group, key, value, chosen, registry, ModelConfig)
-
-
-def _default_option(group: str) -> str | None:
-    """The option conf/config.yaml's defaults list chooses for ``group``."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
-    for entry in config.get("defaults", []):
-        if isinstance(entry, dict | DictConfig) and group in entry:
-            return str(entry[group])
-    return None
-
-
-def _omegaconf(err: OmegaConfBaseException) -> str:
-    key = getattr(err, "full_key", None) or ""
-    msg = _first_line(getattr(err, "msg", None) or str(err))
-    if isinstance(err, ConfigKeyError | ConfigAttributeError):
-        bad = re.search(r"Key '([^']+)'", msg)
-        name = bad.group(1) if bad else key
-        plugin = _plugin_key(key or name)
-        if plugin:
-            return plugin
-        close = difflib.get_close_matches(name.split(".")[-1], _known_keys(), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close and "." not in name else ""
-        return f"unknown config key '{key or name}'{hint} (see python -m fedlab --help)"
-    if isinstance(err, MissingMandatoryValue):
-        return f"{key} is required but has no value"
-    if isinstance(err, ValidationError):
-        found = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", msg)
-        if found and key:
-            value, kind = found.groups()
-            allowed = _ALLOWED_TYPES.get(kind, kind)
-            hint = _KEY_HINTS.get(key, "")
-            return f"{key}={value!r} is invalid; allowed: {allowed}{hint}"
-        return f"{key}: {msg}" if key else msg
-    return f"{key}: {msg}" if key else msg
-
-
-def describe(err: BaseException) -> str | None:
-    """One line for an error caused by the user's input, or None if ``err`` is a bug."""
-    from fedlab.data import DataSourceError, PartitionError
-
-    if isinstance(err, ConfigError | UserError | DataSourceError | PartitionError):
-        return _first_line(str(err))
-    if isinstance(err, MissingConfigException):
-        options = getattr(err, "options", None)
-        missing = getattr(err, "missing_cfg_file", None) or ""
-        if options and "/" in missing:
-            group, option = missing.rsplit("/", 1)
-            allowed = ", ".join(o for o in options if not o.startswith("schema_"))
-            return f"{group}={option} is not an option; allowed: {allowed}"
-        return _first_line(str(err))
-    if isinstance(err, OSError) and err.filename:
-        # e.g. an output directory (hydra.run.dir) or checkpoint_dir that cannot be written
-        return f"cannot use {err.filename}: {err.strerror}"
-    if isinstance(err, OverrideParseException):
-        return f"cannot parse the override: {_first_line(str(err))}"
-    if isinstance(err, OmegaConfBaseException):
-        return _omegaconf(err)
-    if isinstance(err, ConfigCompositionException):
-        cause = err.__cause__
-        if isinstance(cause, BaseException):
-            inner = describe(cause)
-            if inner is not None:
-                return inner
-        # "In 'partition/x': ConfigKeyError raised while composing config:\nKey 'y' not in ..."
-        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-        where = re.match(r"In '([^']+)'", lines[0]) if lines else None
-        if where and len(lines) > 1:
-            return f"in conf/{where.group(1)}.yaml: {lines[1]}"
-        return _first_line(str(err))
-    try:
-        from mlflow.exceptions import MlflowException
-    except ImportError:  # pragma: no cover - mlflow is a dependency
-        return None
-    if isinstance(err, MlflowException):
-        return f"MLflow: {_first_line(err.message)}"
-    return None

@@ -11,7 +11,8 @@ import contextlib
 
 import tensorflow as tf
 
-from fedlab.config import ConfigError, Device, Engine, HardwareConfig
+from fedlab.config import Device, Engine, HardwareConfig
+from fedlab.errors import ConfigError
 
 
 def configure(cfg: HardwareConfig, engine: Engine = Engine.tff) -> dict[str, str]:

@@ -37,9 +37,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from fedlab.config import ConfigError, Objective, TrackingBackend, TrackingConfig
+from fedlab.config import Objective, TrackingBackend, TrackingConfig
 from fedlab.credentials import redact, refuse_password
-from fedlab.errors import FULL_ERROR, describe
+from fedlab.describe import FULL_ERROR, describe
+from fedlab.errors import ConfigError
 from fedlab.tracking import default_tracking_uri
 
 ROLE_TAG = "fedlab.role"  # "sweep" on a parent run, "job" on its children

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from fedlab.aggregators import AGGREGATORS, build_aggregator
 from fedlab.algorithms import ALGORITHMS
-from fedlab.config import ConfigError
+from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
 from tests.conftest import CONF, run_cli
 from tests.engines import make_fast, mnist_model

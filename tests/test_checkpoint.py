@@ -75,7 +75,7 @@ def test_corrupt_or_foreign_checkpoints_are_refused_in_one_line(tmp_path) -> Non
 
 
 def test_checkpoint_every_must_not_be_negative(compose_cfg) -> None:
-    from fedlab.config import ConfigError
+    from fedlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="checkpoint_every=-1"):
         _cfg(compose_cfg, "checkpoint_every=-1")

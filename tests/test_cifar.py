@@ -313,7 +313,7 @@ def test_cifar100_bad_files_are_one_line(tmp_path) -> None:
 
 
 def test_natural_partition_on_cifar10_and_the_2nn_on_images(compose_cfg) -> None:
-    from fedlab.config import ConfigError
+    from fedlab.errors import ConfigError
     from fedlab.models import build_model
 
     with pytest.raises(ConfigError) as err:

@@ -11,7 +11,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from fedlab.config import ConfigError, RunConfig
+from fedlab.config import RunConfig
+from fedlab.errors import ConfigError
 from tests.conftest import CONF, run_cli
 
 # The groups that fill a node of RunConfig; experiment/ and hparams_search/ presets are global

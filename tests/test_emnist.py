@@ -220,7 +220,7 @@ def _cfg(compose_cfg, file: Path, cache: Path, *overrides: str):
 
 
 def test_natural_and_synthetic_partitions_of_the_writers(tff_files, tmp_path, compose_cfg) -> None:
-    from fedlab.config import ConfigError
+    from fedlab.errors import ConfigError
     from fedlab.data import PartitionError, federate
 
     good, _ = tff_files
@@ -342,7 +342,7 @@ def test_the_emnist_cnn_is_reddis_and_tffs(compose_cfg) -> None:
         build_model("emnist_cnn", (80,), 90)
     cfg = OmegaConf.to_object(compose_cfg("model=emnist_cnn", "model.dropout=false"))
     assert cfg.model.dropout is False
-    from fedlab.config import ConfigError
+    from fedlab.errors import ConfigError
 
     with pytest.raises(
         ConfigError,

@@ -22,7 +22,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedlab.algorithms.fedprox import FedProx
-from fedlab.config import ConfigError, OptimizerConfig
+from fedlab.config import OptimizerConfig
+from fedlab.errors import ConfigError
 from tests.conftest import run_cli
 from tests.engines import make_fast, make_tff, mnist_model
 from tests.test_fast import (

@@ -37,7 +37,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.config import ConfigError, RunConfig, affects_numbers
+from fedlab.config import RunConfig, affects_numbers
+from fedlab.errors import ConfigError
 from tests.conftest import cli_env, only_run, run_cli
 
 # The smallest real work: logistic regression, 5 clients a round, so 2 actors get 3 and 2.

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.config import ConfigError
+from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
 from fedlab.privacy.dp_fedavg import (
     DpFedAvgConfig,

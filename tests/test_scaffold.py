@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.config import ConfigError
+from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
 from tests.engines import make_fast
 from tests.test_fast import O, opt

@@ -62,7 +62,7 @@ class Aggregator:
     @classmethod
     def check(cls, cfg: Any, run: Any) -> None:
         """Cross-field rules (the clients a round samples); raise ``ConfigError``."""
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         need, m = cls.min_clients(cfg), run.clients_per_round
         if m < need:

@@ -19,7 +19,7 @@ class TrimmedMeanConfig(AggregatorConfig):
     beta: float = 0.1  # the fraction of clients cut from each end, per coordinate
 
     def __post_init__(self) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if not 0 < self.beta < 0.5:
             raise ConfigError(f"aggregator.beta={self.beta} is invalid; allowed: 0 < beta < 0.5")

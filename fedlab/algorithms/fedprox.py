@@ -26,7 +26,7 @@ class FedProxConfig(AlgorithmConfig):
     mu: float = 0.01  # the proximal strength; Li et al. try 0.001, 0.01, 0.1, 1
 
     def __post_init__(self) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if not (self.mu >= 0 and math.isfinite(self.mu)):
             raise ConfigError(f"algorithm.mu={self.mu} is invalid; allowed: a finite number >= 0")
@@ -42,7 +42,7 @@ class FedProx(Algorithm):
 
     @classmethod
     def check(cls, cfg, run) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if str(run.engine) == "tff" and cfg.mu > 0:
             raise ConfigError(

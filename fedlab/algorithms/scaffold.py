@@ -36,7 +36,7 @@ class Scaffold(Algorithm):
 
     @classmethod
     def check(cls, cfg, run) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         client = str(run.client_optimizer.name)
         if client != "sgd":

@@ -24,7 +24,7 @@ class QuantizeConfig(CompressorConfig):
     bits: int = 8
 
     def __post_init__(self) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if not 1 <= self.bits <= 32:
             raise ConfigError(

@@ -25,7 +25,7 @@ class TopKConfig(CompressorConfig):
     error_feedback: bool = False
 
     def __post_init__(self) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if self.k < 1:
             raise ConfigError(f"compression.k={self.k} is invalid; allowed: an integer >= 1")
@@ -68,7 +68,7 @@ class TopK(Compressor):
 
     @classmethod
     def check(cls, cfg, run) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         size = model_size(run)
         if cfg.k > size:

@@ -52,7 +52,7 @@ import numpy as np
 
 from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
-from fedlab.data.mnist import DataSourceError
+from fedlab.errors import DataSourceError
 
 IMAGE_SHAPE = (32, 32, 3)
 PIXELS = 32 * 32 * 3

@@ -47,7 +47,7 @@ import numpy as np
 from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
 from fedlab.data.coded import UNIT_BYTE_TABLE, CodedExamples, NotCodable, encode
-from fedlab.data.mnist import DataSourceError
+from fedlab.errors import DataSourceError
 
 IMAGE_SHAPE = (28, 28)
 PIXELS = 28 * 28

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from fedlab.data.base import DATASETS, DatasetSpec
+from fedlab.errors import DataSourceError
 
 __all__ = [
     "SOURCES",
@@ -72,10 +73,6 @@ class ArrayDataset:
     num_classes: int
     source: str
     load_seconds: float = 0.0
-
-
-class DataSourceError(RuntimeError):
-    """No usable local MNIST data; the message (one line) says what was tried and what to do."""
 
 
 def default_keras_path() -> Path:

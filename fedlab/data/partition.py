@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedlab.errors import PartitionError
+
 __all__ = [
     "ASSIGNMENTS",
     "DISTRIBUTIONS",
@@ -45,10 +47,6 @@ __all__ = [
 ASSIGNMENTS: tuple[str, ...] = ("random", "fixed")
 #: Accepted values of ``quantity_skew(distribution=...)``.
 DISTRIBUTIONS: tuple[str, ...] = ("power_law", "lognormal")
-
-
-class PartitionError(ValueError):
-    """Invalid partition request; the one-line message names the bad value and what is allowed."""
 
 
 def _check_count(name: str, value: object, minimum: int = 1) -> int:

@@ -50,7 +50,7 @@ import numpy as np
 
 from fedlab.data import tff_sqlite
 from fedlab.data.base import DATASETS, DatasetSpec
-from fedlab.data.mnist import DataSourceError
+from fedlab.errors import DataSourceError
 
 # TFF 0.87, simulation/baselines/shakespeare/char_prediction_preprocessing.py.
 CHAR_VOCAB = (

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from fedlab.data.mnist import DataSourceError
+from fedlab.errors import DataSourceError
 
 
 def label(path: Path) -> str:

@@ -58,7 +58,7 @@ class DpFedAvgConfig(PrivacyConfig):
     target_epsilon: float | None = None  # end the run before a round would spend more
 
     def __post_init__(self) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         def require(ok: bool, message: str) -> None:
             if not ok:
@@ -193,7 +193,7 @@ class DpFedAvg(Privacy):
 
     @classmethod
     def check(cls, cfg, run) -> None:
-        from fedlab.config import ConfigError
+        from fedlab.errors import ConfigError
 
         if str(run.client_sampling) != "uniform":
             raise ConfigError(

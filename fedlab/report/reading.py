@@ -18,16 +18,14 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fedlab.errors import ReportError, UserError
+
 ACCURACY = "eval/accuracy"
 TOTAL_MB = "comm/total_mb"
 ROUNDS_TO_TARGET = "rounds_to_target"
 EPSILON = "privacy/epsilon"
 CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
-
-
-class ReportError(RuntimeError):
-    """Nothing to report, or no way to read it; the message is one line."""
 
 
 @dataclass
@@ -126,7 +124,6 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
 
 def _open_store(uri: str) -> MlflowClient:
     """A client for ``uri`` if a store is there; MLflow would create an empty one."""
-    from fedlab.errors import UserError
     from fedlab.tracking.mlflow import _check_reachable
 
     hint = "run where the runs' mlflow.db is, or pass --tracking-uri"

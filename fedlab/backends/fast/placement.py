@@ -54,13 +54,9 @@ import numpy as np
 
 from fedlab.backends.fast.engine import Broadcast, ClientRunner, SliceResult, fold_slice
 from fedlab.core.types import ClientWork
-from fedlab.errors import UserError
+from fedlab.errors import PlacementError
 
 REACH_TIMEOUT_S = 5.0
-
-
-class PlacementError(UserError):
-    """The actors cannot compute the run as this process would (one-line message)."""
 
 
 def dataset_digest(dataset: Any) -> str:

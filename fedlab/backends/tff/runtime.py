@@ -46,7 +46,7 @@ from tensorflow_federated.python.core.environments.tensorflow_frontend import (
     tensorflow_computation,
 )
 
-from fedlab.errors import UserError
+from fedlab.errors import WorkerError
 
 _PR_SET_PDEATHSIG = 1
 _GRPC_MAX_MESSAGE_BYTES = 2 * 1000 * 1000 * 1000
@@ -55,11 +55,6 @@ _GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE_BYTES),
 ]
-
-
-class WorkerError(UserError):
-    """TFF's worker could not be started or died (one line: the CLI prints it without a
-    traceback)."""
 
 
 def worker_binary_path() -> Path:
