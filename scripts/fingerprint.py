@@ -41,7 +41,7 @@ DEFAULT = {
 COMMON = ["tracking=none", "checkpoint_every=1"]
 
 
-def _digest_arrays(h: "hashlib._Hash", arrays: list[np.ndarray]) -> None:
+def _digest_arrays(h: hashlib._Hash, arrays: list[np.ndarray]) -> None:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype}{a.shape}".encode())

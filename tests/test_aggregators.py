@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 
 from fedlab.aggregators import AGGREGATORS, build_aggregator
 from fedlab.algorithms import ALGORITHMS
-from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
+from fedlab.errors import ConfigError
 from tests.conftest import CONF, run_cli
 from tests.engines import make_fast, mnist_model
 from tests.test_fast import O, opt

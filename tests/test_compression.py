@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from fedlab.compression import COMPRESSION, build_compressor
 from fedlab.compression.quantize import quantize
 from fedlab.compression.topk import top_k
-from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
+from fedlab.errors import ConfigError
 from tests.engines import make_fast, mnist_model
 from tests.test_fast import O, opt
 

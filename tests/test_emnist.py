@@ -220,8 +220,8 @@ def _cfg(compose_cfg, file: Path, cache: Path, *overrides: str):
 
 
 def test_natural_and_synthetic_partitions_of_the_writers(tff_files, tmp_path, compose_cfg) -> None:
-    from fedlab.errors import ConfigError
     from fedlab.data import PartitionError, federate
+    from fedlab.errors import ConfigError
 
     good, _ = tff_files
     full = load_emnist(EmnistConfig(path=str(good), cache_dir=str(tmp_path)))

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fedlab.errors import ConfigError
 from fedlab.core.types import ClientWork
+from fedlab.errors import ConfigError
 from tests.engines import make_fast
 from tests.test_fast import O, opt
 
