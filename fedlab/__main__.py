@@ -1,7 +1,8 @@
 """The Hydra entry point: ``python -m fedlab [GROUP=OPTION ...] [KEY=VALUE ...]``.
 
-Compose the config (Hydra checks keys and types against ``fedlab.config``), convert it once to
-typed dataclasses (ranges and cross-field rules), and hand it to ``fedlab.core.loop.run``.
+Compose the config (Hydra checks keys and types against ``fedlab.config``), convert and check it
+once (``fedlab.validation``: each option's own schema, then the cross-field rules), and hand it
+to ``fedlab.experiment.run``.
 
 Bad input ends in one line on stderr naming the value and what is allowed, and exit status 2;
 ``HYDRA_FULL_ERROR=1`` shows the full traceback instead.
@@ -19,11 +20,12 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fedlab.config import RunConfig, register_configs
+from fedlab.config import register_configs
 from fedlab.describe import FULL_ERROR, describe
 from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
+from fedlab.validation import typed
 
 register_configs()
 # conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its
@@ -59,15 +61,15 @@ def task(dict_cfg: DictConfig) -> float | None:
 
 
 def _run(dict_cfg: DictConfig) -> float:
-    cfg: RunConfig = OmegaConf.to_object(dict_cfg)
     hydra_cfg = HydraConfig.get()
+    cfg = typed(dict_cfg, dict(hydra_cfg.runtime.choices))
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     from fedlab import sweep
 
     if multirun:
         sweep.check_direction(cfg.objective.value, hydra_cfg.sweeper.get("direction"))
 
-    from fedlab.core.loop import run  # heavy imports (TF, TFF) only once the config is valid
+    from fedlab.experiment import run  # heavy imports (TF, TFF) only once the config is valid
     from fedlab.tracking import create_tracker
 
     overrides = list(hydra_cfg.overrides.task)

@@ -7,8 +7,10 @@ state, counters) plus a JSON record of the round, the MLflow run, and the metric
 resumed at round r continues exactly as an uninterrupted run would.
 
 Its name is a hash of the config minus what does not change the run's numbers
-(``fedlab.config.NOT_IN_NUMBERS``: hardware, ``rounds``, the run name, checkpoint settings, ...),
-so re-running the same command finds it, and asking for more rounds extends the same run.
+(``NOT_IN_NUMBERS`` below: hardware, ``rounds``, the run name, checkpoint settings, ...), so
+re-running the same command finds it, and asking for more rounds extends the same run. That list
+is the run-identity policy of fedlab: the report (``fedlab.report``) puts runs that differ only
+in those keys and in ``seed`` into one configuration.
 An algorithm's per-client state lives in files beside it (``fedlab.core.client_state``); the
 checkpoint records which file is each client's.
 """
@@ -24,12 +26,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from fedlab.config import RunConfig, affects_numbers
+from fedlab.config import RunConfig, run_params
 from fedlab.errors import CheckpointError
 
 FORMAT_VERSION = 1
+
+# The keys that do not change a run's numbers: a checkpoint's key leaves them out (a run can be
+# resumed or extended with other values), and the report puts runs that differ only in them (and
+# in ``seed``) into one configuration. A prefix ending in "." covers a whole group.
+NOT_IN_NUMBERS = (
+    "hardware.",
+    "tracking.",
+    "rounds",
+    "run_name",
+    "checkpoint_every",
+    "resume",
+    "checkpoint_dir",
+    "objective",
+    "stop_at_target",
+    "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
+    "dataset.path",
+    "dataset.cache_dir",  # where the preprocessed Shakespeare file is kept
+    "placement.address",  # which Ray cluster, not how the cohort is cut
+    "placement.cpus_per_actor",  # threads inside an actor: each client is computed alone
+)
+# The engines compute the same arithmetic, equal up to float32 round-off: one configuration in a
+# report, but a checkpoint is bit-exact only on the engine that wrote it, so it keys on this.
+# So does the placement of a round's clients: the actors' partial sums are added in another
+# order than one process adds the clients' updates (fedlab.backends.fast.placement).
+SAME_UP_TO_ROUND_OFF = ("engine", "placement.name", "placement.actors")
+
+
+def affects_numbers(key: str, exact: bool) -> bool:
+    """Whether the dotted config ``key`` changes a run's numbers (bit for bit if ``exact``)."""
+    ignored = NOT_IN_NUMBERS if exact else NOT_IN_NUMBERS + SAME_UP_TO_ROUND_OFF
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in ignored)
 
 
 @dataclass
@@ -46,9 +78,7 @@ class Checkpoint:
 
 def config_key(cfg: RunConfig) -> str:
     """A short hash of everything that determines the run's numbers."""
-    from fedlab.tracking import flatten
-
-    tree = flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
+    tree = run_params(cfg)
     kept = {key: value for key, value in tree.items() if affects_numbers(key, exact=True)}
     if tree.get("placement.name") == "local":
         # The default placement leaves the key as it was before placement existed, so that

@@ -12,6 +12,7 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Sequence
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -49,30 +50,27 @@ def _known_keys() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
-def _command_line_value(key: str) -> str | None:
-    """The value ``key`` is given on the command line (the last one), if it is."""
+def _command_line_value(key: str, overrides: Sequence[str]) -> str | None:
+    """The value ``key`` is given in the overrides (the last one), if it is."""
     found = None
-    for arg in sys.argv[1:]:
+    for arg in overrides:
         name, sep, value = arg.lstrip("+~").partition("=")
         if sep and name == key:
             found = value
     return found
 
 
-def _plugin_key(dotted: str) -> str | None:
+def _plugin_key(dotted: str, overrides: Sequence[str]) -> str | None:
     """``algorithm.mu`` set with an algorithm that has no ``mu``: which options have it."""
-    from fedlab.config import plugin_registry
+    from fedlab.validation import plugin_registry, unknown_key_message
 
     group, _, key = dotted.partition(".")
     registry = plugin_registry(group) if key and "." not in key else None
     if registry is None:
         return None
-    chosen = _command_line_value(group) or _default_option(group) or "?"
-    value = _command_line_value(dotted) or "?"
-    from fedlab.config import unknown_key_message
-    from fedlab.models import ModelConfig
-
-    return unknown_key_message(group, key, value, chosen, registry, ModelConfig)
+    chosen = _command_line_value(group, overrides) or _default_option(group) or "?"
+    value = _command_line_value(dotted, overrides) or "?"
+    return unknown_key_message(group, key, value, chosen, registry)
 
 
 def _default_option(group: str) -> str | None:
@@ -88,13 +86,13 @@ def _default_option(group: str) -> str | None:
     return None
 
 
-def _omegaconf(err: OmegaConfBaseException) -> str:
+def _omegaconf(err: OmegaConfBaseException, overrides: Sequence[str]) -> str:
     key = getattr(err, "full_key", None) or ""
     msg = _first_line(getattr(err, "msg", None) or str(err))
     if isinstance(err, ConfigKeyError | ConfigAttributeError):
         bad = re.search(r"Key '([^']+)'", msg)
         name = bad.group(1) if bad else key
-        plugin = _plugin_key(key or name)
+        plugin = _plugin_key(key or name, overrides)
         if plugin:
             return plugin
         close = difflib.get_close_matches(name.split(".")[-1], _known_keys(), n=1)
@@ -113,8 +111,10 @@ def _omegaconf(err: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key else msg
 
 
-def describe(err: BaseException) -> str | None:
-    """One line for an error caused by the user's input, or None if ``err`` is a bug."""
+def describe(err: BaseException, overrides: Sequence[str] | None = None) -> str | None:
+    """One line for an error caused by the user's input, or None if ``err`` is a bug.
+    ``overrides``: what the user gave (default: the command line's arguments)."""
+    overrides = sys.argv[1:] if overrides is None else list(overrides)
     if isinstance(err, FedlabError):
         return _first_line(str(err))
     if isinstance(err, MissingConfigException):
@@ -131,11 +131,11 @@ def describe(err: BaseException) -> str | None:
     if isinstance(err, OverrideParseException):
         return f"cannot parse the override: {_first_line(str(err))}"
     if isinstance(err, OmegaConfBaseException):
-        return _omegaconf(err)
+        return _omegaconf(err, overrides)
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         if isinstance(cause, BaseException):
-            inner = describe(cause)
+            inner = describe(cause, overrides)
             if inner is not None:
                 return inner
         # "In 'partition/x': ConfigKeyError raised while composing config:\nKey 'y' not in ..."

@@ -141,12 +141,11 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 def _client_indices(num_clients: int, seed: int) -> list:
     """K=100: fedlab's IID partition of MNIST. More: synthetic clients of 600 examples each,
     MNIST's examples re-used (index arrays only: the data is gathered for the sampled clients)."""
-    import numpy as np
 
     from fedlab import data as fl_data
-    from fedlab.core.sampling import PARTITION_STREAM
+    from fedlab import streams
 
-    rng = np.random.default_rng([seed, PARTITION_STREAM])
+    rng = streams.partition(seed)
     if num_clients * NOTEBOOK["examples_per_client"] <= 60_000:
         return fl_data.iid(60_000, num_clients, rng)
     return [
@@ -158,7 +157,7 @@ def _client_indices(num_clients: int, seed: int) -> list:
 def _round_clients(
     dataset, clients, sampler, round_num: int, client_states: dict, workload: dict = NOTEBOOK
 ):
-    """The ClientWork of round ``round_num``: as fedlab.core.loop builds it."""
+    """The ClientWork of round ``round_num``: as fedlab.experiment builds it."""
     from fedlab.core.sampling import local_order
     from fedlab.core.types import ClientWork
 
@@ -291,7 +290,8 @@ def child(args: argparse.Namespace) -> None:
             out = process.next(state, _reference_datasets(tf, work))
             return out.state, float(out.metrics["client_work"]["train"]["loss"])
     else:
-        from fedlab.backends import build_engine, engine_runtime, round_parts
+        from fedlab.backends import build_engine, engine_runtime
+        from fedlab.experiment import round_parts
 
         cfg = _run_config(path, args)
         runtime = engine_runtime(cfg.engine, {}, Path(os.devnull))

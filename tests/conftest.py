@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from fedlab.config import register_configs
+import fedlab
+from fedlab.config import RunConfig, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -35,6 +36,12 @@ QUICK = [
     "E=1",
     "B=50",
 ]
+
+
+def checked(*overrides: str) -> RunConfig:
+    """The checked config of these overrides, as the Python API (``fedlab.compose``) and the
+    command line make it; bad input raises ``ConfigError`` with one line."""
+    return fedlab.compose(list(overrides))
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ import itertools
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.aggregators import AGGREGATORS, build_aggregator
 from fedlab.algorithms import ALGORITHMS
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
-from tests.conftest import CONF, run_cli
+from tests.conftest import CONF, checked, run_cli
 from tests.engines import make_fast, mnist_model
 from tests.test_fast import O, opt
 
@@ -109,7 +108,7 @@ def test_bad_aggregator_input_is_one_line(compose_cfg, tmp_path, overrides, word
         message = result.stderr.strip()
     else:
         with pytest.raises(ConfigError) as info:
-            OmegaConf.to_object(compose_cfg(*overrides))
+            checked(*overrides)
         message = str(info.value)
     assert "\n" not in message, message
     for word in words:
@@ -144,11 +143,11 @@ def test_the_combinations_are_every_registered_option() -> None:
 def test_every_combination_runs_a_round_or_is_refused_in_one_line(
     compose_cfg, tmp_path, algorithm, aggregator, engine
 ) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
 
     overrides = [*QUICK_RUN, f"algorithm={algorithm}", f"aggregator={aggregator}"]
     try:
-        cfg = OmegaConf.to_object(compose_cfg(*overrides, f"engine={engine}"))
+        cfg = checked(*overrides, f"engine={engine}")
     except ConfigError as err:
         message = str(err)
         assert "\n" not in message and "allowed" in message, message

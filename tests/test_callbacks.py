@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from fedlab import checkpoint
 from fedlab.algorithms import Algorithm
@@ -35,16 +34,17 @@ from fedlab.callbacks import (
     TrainingContext,
 )
 from fedlab.callbacks.base import Progress
-from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.core.client_state import ClientStateStore
 from fedlab.core.loop import train
 from fedlab.core.types import ClientWork
 from fedlab.errors import DivergedError
+from fedlab.optimizers import optimizer_config
 from fedlab.tracking import Tracker
+from fedlab.validation import typed
 from tests.conftest import CONF
 from tests.engines import make_fast, mnist_model
 
-SGD = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)
+SGD = optimizer_config("sgd", lr=0.1)
 MODEL_BYTES = (784 * 10 + 10) * 4  # logreg's kernel and bias, float32
 TEST_EXAMPLES = 60
 ROUND_CLIENTS = (0, 1)  # the clients of every round in these tests
@@ -129,7 +129,7 @@ def setup() -> Setup:
     evaluator = Evaluator(mnist_model("logreg"), x_test, y_test, batch_size=25)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         composed = compose("config", overrides=["model=logreg", "target_accuracy=0.5"])
-    return Setup(engine, state0, output, x_test, y_test, evaluator, OmegaConf.to_object(composed))
+    return Setup(engine, state0, output, x_test, y_test, evaluator, typed(composed))
 
 
 def _ctx(setup: Setup, progress: Progress | None = None, algorithm=None, tracker=None):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab import checkpoint as ck
+from tests.conftest import checked
 
 
 def _cfg(compose_cfg, *overrides: str):
-    return OmegaConf.to_object(compose_cfg(*overrides))
+    return checked(*overrides)
 
 
 def _sample(key: str, round_num: int = 3) -> ck.Checkpoint:

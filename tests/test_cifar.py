@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.data import DataSourceError, federate
 from fedlab.data.cifar import (
@@ -27,7 +26,7 @@ from fedlab.data.cifar import (
     load_cifar100,
     read_batch,
 )
-from tests.conftest import run_cli
+from tests.conftest import checked, run_cli
 
 PER_BATCH = 12  # 60 training and 12 test images
 
@@ -103,15 +102,13 @@ def test_cifar10_default_location_is_keras_cache(tmp_path, monkeypatch) -> None:
 )
 def test_cifar10_partitions_and_centralised_test_set(cifar10_dir, compose_cfg, partition, keys):
     folder, _ = cifar10_dir
-    cfg = OmegaConf.to_object(
-        compose_cfg(
-            "dataset=cifar10",
-            f"dataset.path={folder}",
-            "model=cifar_cnn",
-            f"partition={partition}",
-            *keys,
-            "num_clients=5",
-        )
+    cfg = checked(
+        "dataset=cifar10",
+        f"dataset.path={folder}",
+        "model=cifar_cnn",
+        f"partition={partition}",
+        *keys,
+        "num_clients=5",
     )
     data = federate(cfg)
     assert data.num_clients == 5 and data.test_clients is None
@@ -252,15 +249,13 @@ def test_cifar100_natural_partition_evaluates_tffs_test_clients(
     cifar100_file, compose_cfg, tmp_path
 ) -> None:
     path, _ = cifar100_file
-    cfg = OmegaConf.to_object(
-        compose_cfg(
-            "dataset=cifar100",
-            f"dataset.path={path}",
-            f"dataset.cache_dir={tmp_path}",
-            "model=cifar_cnn",
-            "partition=natural",
-            "num_clients=2",
-        )
+    cfg = checked(
+        "dataset=cifar100",
+        f"dataset.path={path}",
+        f"dataset.cache_dir={tmp_path}",
+        "model=cifar_cnn",
+        "partition=natural",
+        "num_clients=2",
     )
     data = federate(cfg)
     full = load_cifar100(str(path), str(tmp_path))
@@ -317,7 +312,7 @@ def test_natural_partition_on_cifar10_and_the_2nn_on_images(compose_cfg) -> None
     from fedlab.models import build_model
 
     with pytest.raises(ConfigError) as err:
-        OmegaConf.to_object(compose_cfg("dataset=cifar10", "partition=natural"))
+        checked("dataset=cifar10", "partition=natural")
     message = str(err.value)
     assert (
         "partition=natural needs a dataset with clients of its own; dataset=cifar10 has none"
@@ -328,7 +323,7 @@ def test_natural_partition_on_cifar10_and_the_2nn_on_images(compose_cfg) -> None
     assert "cifar10" not in allowed.group(1).split("|")
     # The 2NN flattens its input: on CIFAR's 3,072 values it has 3072*200+200 + 200*200+200 +
     # 200*10+10 = 656,810 parameters and runs (tests/test_cifar_cnn.py runs a round of it).
-    OmegaConf.to_object(compose_cfg("dataset=cifar10", "model=2nn"))
+    checked("dataset=cifar10", "model=2nn")
     model = build_model("2nn", Cifar10.input_shape, Cifar10.num_classes)
     assert model.count_params() == 656_810
     assert model(np.zeros((2, 3072), np.float32)).shape == (2, 10)
@@ -345,7 +340,7 @@ def test_cifar_presets_compose(preset: str, compose_cfg) -> None:
     text = (Path(__file__).parents[1] / "conf" / "experiment" / f"{preset}.yaml").read_text()
     if "resnet18_gn" in text and "resnet18_gn" not in MODELS:
         pytest.skip("model=resnet18_gn comes from issue 14's ResNet branch")
-    cfg = OmegaConf.to_object(compose_cfg(f"experiment={preset}"))
+    cfg = checked(f"experiment={preset}")
     assert cfg.dataset.name in ("cifar10", "cifar100")
     if preset.startswith("cifar_"):
         assert (cfg.num_clients, cfg.C, cfg.model.name) == (100, 0.1, "cifar_cnn")

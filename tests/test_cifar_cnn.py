@@ -8,9 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.core.types import ClientWork
 from fedlab.models import build_model
+from fedlab.optimizers import optimizer_config
+from tests.conftest import checked
 from tests.engines import parts
 from tests.test_fast import _assert_same_metrics
 
@@ -83,8 +84,8 @@ def test_a_cifar_cnn_round_equals_tffs(tff_worker) -> None:
     from fedlab.backends.fast import build as build_fast
     from fedlab.backends.tff import build
 
-    client = OptimizerConfig(name=OptimizerName.sgd, lr=0.05)
-    server = OptimizerConfig(name=OptimizerName.sgd, lr=1.0)
+    client = optimizer_config("sgd", lr=0.05)
+    server = optimizer_config("sgd", lr=1.0)
     p = dataclasses.replace(
         parts("logreg", client, server),
         make_model=lambda: build_model("cifar_cnn", *CIFAR10),
@@ -148,21 +149,18 @@ def tff_worker():
     ids=["cifar_fedavg", "cifar_fedsgd", "2nn-on-tff"],
 )
 def test_cifar_runs_on_tiny_files(overrides, tmp_path, compose_cfg) -> None:
-    from omegaconf import OmegaConf
 
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cifar import write_cifar10
 
     write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=20)
-    cfg = OmegaConf.to_object(
-        compose_cfg(
-            *overrides,
-            f"dataset.path={tmp_path / 'cifar-10-batches-py'}",
-            "num_clients=10",
-            "rounds=1",
-            "tracking=none",
-            "checkpoint_every=0",
-        )
+    cfg = checked(
+        *overrides,
+        f"dataset.path={tmp_path / 'cifar-10-batches-py'}",
+        "num_clients=10",
+        "rounds=1",
+        "tracking=none",
+        "checkpoint_every=0",
     )
     result = run(cfg, output_dir=tmp_path / "out", progress=False)
     assert result.rounds == 1 and 0.0 <= result.final_accuracy <= 1.0

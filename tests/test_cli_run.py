@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from fedlab.core.loop import run
+from fedlab.experiment import run
 from fedlab.tracking import Tracker
 from tests.conftest import (
     QUICK,
+    checked,
     children,
     only_run,
     run_cli,
@@ -152,7 +152,7 @@ class RecordingTracker(Tracker):
 @pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(tmp_path: Path, compose_cfg) -> None:
     def run_once(seed: int, name: str) -> dict[tuple[str, int], float]:
-        cfg = OmegaConf.to_object(compose_cfg(*QUICK, "rounds=2", "tracking=none", f"seed={seed}"))
+        cfg = checked(*QUICK, "rounds=2", "tracking=none", f"seed={seed}")
         tracker = RecordingTracker()
         # A fresh output (and so checkpoint) directory each time: no run resumes another.
         run(cfg, output_dir=tmp_path / name, tracker=tracker, progress=False)

@@ -9,13 +9,13 @@ import math
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.compression import COMPRESSION, build_compressor
 from fedlab.compression.quantize import quantize
 from fedlab.compression.topk import top_k
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
+from tests.conftest import checked
 from tests.engines import make_fast, mnist_model
 from tests.test_fast import O, opt
 
@@ -186,14 +186,14 @@ QUICK_RUN = [
 
 
 def test_uploaded_mb_counts_the_encoded_size(tmp_path, compose_cfg) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cli_run import RecordingTracker
 
     logged = {}
     for name, extra in (("none", []), ("q32", ["compression=quantize", "compression.bits=32"]),
                         ("q4", ["compression=quantize", "compression.bits=4"]),
                         ("topk", ["compression=topk", "compression.k=785"])):  # fmt: skip
-        cfg = OmegaConf.to_object(compose_cfg(*QUICK_RUN, *extra))
+        cfg = checked(*QUICK_RUN, *extra)
         tracker = RecordingTracker()
         run(cfg, output_dir=tmp_path / name, tracker=tracker, progress=False)
         logged[name] = {k: v for k, v in tracker.metrics.items() if not k[0].startswith("time/")}
@@ -224,7 +224,7 @@ BAD = [
 @pytest.mark.parametrize(("overrides", "words"), BAD, ids=[" ".join(o) for o, _ in BAD])
 def test_bad_compression_input_is_one_line(compose_cfg, overrides, words) -> None:
     with pytest.raises(ConfigError) as info:
-        OmegaConf.to_object(compose_cfg(*overrides))
+        checked(*overrides)
     message = str(info.value)
     assert "\n" not in message, message
     for word in words:

@@ -16,6 +16,7 @@ import pytest
 from fedlab.data import DataSourceError
 from fedlab.data.coded import UNIT_BYTE_TABLE, CodedExamples, NotCodable, encode
 from fedlab.data.emnist import Emnist, EmnistConfig, load_emnist
+from tests.conftest import checked
 
 # Three writers: all three in the 62-class splits; the digits-only splits hold two of them.
 WRITERS = ("f0000_14", "f0001_41", "f0002_05")
@@ -206,16 +207,13 @@ def test_missing_corrupt_and_foreign_files_are_one_line(tff_files, tmp_path) -> 
 
 
 def _cfg(compose_cfg, file: Path, cache: Path, *overrides: str):
-    from omegaconf import OmegaConf
 
-    return OmegaConf.to_object(
-        compose_cfg(
-            "dataset=emnist",
-            f"dataset.path={file}",
-            f"dataset.cache_dir={cache}",
-            "model=emnist_cnn",
-            *overrides,
-        )
+    return checked(
+        "dataset=emnist",
+        f"dataset.path={file}",
+        f"dataset.cache_dir={cache}",
+        "model=emnist_cnn",
+        *overrides,
     )
 
 
@@ -321,7 +319,6 @@ def test_the_cli_refuses_a_missing_file_and_too_many_writers_in_one_line(
 
 def test_the_emnist_cnn_is_reddis_and_tffs(compose_cfg) -> None:
     import tensorflow as tf
-    from omegaconf import OmegaConf
 
     from fedlab.models import build_model
 
@@ -340,7 +337,7 @@ def test_the_emnist_cnn_is_reddis_and_tffs(compose_cfg) -> None:
     assert model(np.zeros((2, 784), np.float32)).shape == (2, 62)
     with pytest.raises(ValueError, match="model=emnist_cnn needs images"):
         build_model("emnist_cnn", (80,), 90)
-    cfg = OmegaConf.to_object(compose_cfg("model=emnist_cnn", "model.dropout=false"))
+    cfg = checked("model=emnist_cnn", "model.dropout=false")
     assert cfg.model.dropout is False
     from fedlab.errors import ConfigError
 
@@ -348,7 +345,7 @@ def test_the_emnist_cnn_is_reddis_and_tffs(compose_cfg) -> None:
         ConfigError,
         match="model.dropout=True has no effect with model=cnn; it applies to model=emnist_cnn",
     ):
-        OmegaConf.to_object(compose_cfg("model=cnn", "+model.dropout=true"))
+        checked("model=cnn", "+model.dropout=true")
 
 
 def test_the_fast_dropout_keeps_one_minus_rate_scaled_and_is_the_identity_at_eval() -> None:
@@ -405,11 +402,11 @@ def _dropout_engine(seed: int):
     import tensorflow as tf
 
     from fedlab.backends.fast import FastEngine
-    from fedlab.config import OptimizerConfig, OptimizerName
+    from fedlab.optimizers import optimizer_config
     from tests.engines import parts
 
-    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.5)
-    p = parts("logreg", sgd, OptimizerConfig(name=OptimizerName.sgd, lr=1.0))
+    sgd = optimizer_config("sgd", lr=0.5)
+    p = parts("logreg", sgd, optimizer_config("sgd", lr=1.0))
     layers = tf.keras.layers
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.Sequential(
@@ -461,13 +458,13 @@ def test_a_round_of_the_emnist_cnn_without_dropout_equals_tffs() -> None:
     """TFF's Keras dropout draws from its own generator, so the engines are compared with the
     rates at 0 (model.dropout=false): the same convolutions, pooling and dense layers."""
     from fedlab.backends.tff import LocalWorker
-    from fedlab.config import OptimizerConfig, OptimizerName
     from fedlab.models import build_model
+    from fedlab.optimizers import optimizer_config
     from tests.engines import make_fast, make_tff
     from tests.test_fast import _assert_same_metrics, _assert_same_state, _clients
 
-    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.05)
-    server = OptimizerConfig(name=OptimizerName.sgd, lr=1.0)
+    sgd = optimizer_config("sgd", lr=0.05)
+    server = optimizer_config("sgd", lr=1.0)
     off = {"model_options": {"dropout": False}}
     with LocalWorker():
         tff_engine = make_tff("emnist_cnn", sgd, server, **off)
@@ -487,10 +484,9 @@ def test_a_round_of_the_emnist_cnn_without_dropout_equals_tffs() -> None:
 
 
 def test_the_reddi_emnist_preset_is_the_papers_setting(compose_cfg) -> None:
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.to_object(compose_cfg("experiment=reddi_emnist"))
-    assert (cfg.dataset.name, cfg.dataset.only_digits, cfg.partition.name.value) == (
+    cfg = checked("experiment=reddi_emnist")
+    assert (cfg.dataset.name, cfg.dataset.only_digits, cfg.partition.name) == (
         "emnist",
         False,
         "natural",
@@ -503,9 +499,9 @@ def test_the_reddi_emnist_preset_is_the_papers_setting(compose_cfg) -> None:
         20,
         1500,
     )
-    assert cfg.client_optimizer.name.value == "sgd"
+    assert cfg.client_optimizer.name == "sgd"
     assert np.isclose(np.log10(cfg.client_optimizer.lr), -1.5)
-    assert cfg.server_optimizer.name.value == "adam"
+    assert cfg.server_optimizer.name == "adam"
     assert np.isclose(np.log10(cfg.server_optimizer.lr), -2.5)
     assert cfg.server_optimizer.epsilon == 1e-4
 

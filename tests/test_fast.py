@@ -28,16 +28,18 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.core.types import ClientWork
-from tests.conftest import QUICK, REPO, only_run, run_cli, worker_pids
+from fedlab.optimizers import OptimizerConfig, optimizer_config
+from tests.conftest import QUICK, REPO, checked, only_run, run_cli, worker_pids
 from tests.engines import make_fast, make_tff, mnist_model
 
-O = OptimizerName  # noqa: E741 (the optimizer names read as O.sgd, O.adam in the cases)
+# The optimizer names, read as O.sgd, O.adam in the cases.
+O = SimpleNamespace(**{n: n for n in ("sgd", "sgdm", "adam", "yogi", "adagrad")})  # noqa: E741
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,8 @@ class Case:
     sizes: tuple[int, ...] = (7, 13, 20)  # unequal: the mean must be weighted by examples
 
 
-def opt(name: OptimizerName, lr: float) -> OptimizerConfig:
-    return OptimizerConfig(name=name, lr=lr)
+def opt(name: str, lr: float) -> OptimizerConfig:
+    return optimizer_config(name, lr=lr)
 
 
 CASES = {
@@ -259,10 +261,11 @@ def test_the_fast_engine_never_imports_tff() -> None:
     code = (
         "import sys, numpy as np\n"
         "from fedlab.backends import build_engine\n"
-        "from fedlab.config import Engine, OptimizerConfig, OptimizerName\n"
+        "from fedlab.config import Engine\n"
+        "from fedlab.optimizers import optimizer_config\n"
         "from fedlab.core.types import ClientWork\n"
         "from tests.engines import parts\n"
-        "sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)\n"
+        "sgd = optimizer_config('sgd', lr=0.1)\n"
         "e = build_engine(Engine.fast, parts('logreg', sgd, sgd))\n"
         "s = e.initialize([np.zeros((784, 10), np.float32), np.zeros(10, np.float32)])\n"
         "x = np.ones((4, 784), np.float32); y = np.arange(4, dtype=np.int32)\n"
@@ -279,15 +282,12 @@ def test_the_fast_engine_never_imports_tff() -> None:
 
 
 def _run_both(tmp_path, compose_cfg, *overrides: str) -> dict[str, float]:
-    from omegaconf import OmegaConf
 
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
 
     accuracy = {}
     for engine in ("tff", "fast"):
-        cfg = OmegaConf.to_object(
-            compose_cfg(*overrides, f"engine={engine}", "tracking=none", "checkpoint_every=0")
-        )
+        cfg = checked(*overrides, f"engine={engine}", "tracking=none", "checkpoint_every=0")
         result = run(cfg, output_dir=tmp_path / engine, progress=False)
         accuracy[engine] = result.final_accuracy
     return accuracy

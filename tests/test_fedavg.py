@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from fedlab.backends.tff import LocalWorker
-from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.core.types import ClientWork
+from fedlab.optimizers import optimizer_config
 from tests.conftest import worker_pids
 from tests.engines import make_tff
 
@@ -52,8 +52,8 @@ def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) 
     client_lr, server_lr = 0.1, 0.5
     algorithm = make_tff(
         "logreg",
-        OptimizerConfig(name=OptimizerName.sgd, lr=client_lr),
-        OptimizerConfig(name=OptimizerName.sgd, lr=server_lr),
+        optimizer_config("sgd", lr=client_lr),
+        optimizer_config("sgd", lr=server_lr),
     )
     rng = np.random.default_rng(1)
     w0 = (rng.standard_normal((784, 10)) * 0.01).astype(np.float32)
@@ -89,8 +89,8 @@ def test_one_round_equals_weighted_average_of_local_sgd(batch_size: int | None) 
 
 
 def test_state_round_trips_and_a_foreign_state_is_refused() -> None:
-    sgd = OptimizerConfig(name=OptimizerName.sgd, lr=0.1)
-    adam = OptimizerConfig(name=OptimizerName.adam, lr=1e-3)
+    sgd = optimizer_config("sgd", lr=0.1)
+    adam = optimizer_config("adam", lr=1e-3)
     fedadam = make_tff("logreg", sgd, adam)
     fedavg = make_tff("logreg", sgd, sgd)
     with LocalWorker():

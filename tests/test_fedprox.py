@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.algorithms.fedprox import FedProx
-from fedlab.config import OptimizerConfig
 from fedlab.errors import ConfigError
-from tests.conftest import run_cli
+from fedlab.optimizers import OptimizerConfig
+from tests.conftest import checked, run_cli
 from tests.engines import make_fast, make_tff, mnist_model
 from tests.test_fast import (
     O,
@@ -181,8 +180,8 @@ def test_mu_zero_is_fedavg_bit_for_bit() -> None:
 
 def test_mu_and_its_key_are_checked(compose_cfg) -> None:
     with pytest.raises(ConfigError, match=r"algorithm.mu=-1.0 is invalid; allowed: .*>= 0"):
-        OmegaConf.to_object(compose_cfg("algorithm=fedprox", "algorithm.mu=-1"))
-    cfg = OmegaConf.to_object(compose_cfg("algorithm=fedprox", "algorithm.mu=0.1"))
+        checked("algorithm=fedprox", "algorithm.mu=-1")
+    cfg = checked("algorithm=fedprox", "algorithm.mu=0.1")
     assert cfg.algorithm.mu == 0.1 and cfg.algorithm.name == "fedprox"
 
 
@@ -210,6 +209,6 @@ def test_bad_fedprox_input_is_one_line(tmp_path, args, words) -> None:
 
 def test_tff_is_refused_for_fedprox_with_mu(compose_cfg) -> None:
     with pytest.raises(ConfigError, match="opposite sign.*allowed: engine=fast, or algorithm.mu=0"):
-        OmegaConf.to_object(compose_cfg("algorithm=fedprox", "engine=tff"))
-    cfg = OmegaConf.to_object(compose_cfg("algorithm=fedprox", "engine=tff", "algorithm.mu=0"))
+        checked("algorithm=fedprox", "engine=tff")
+    cfg = checked("algorithm=fedprox", "engine=tff", "algorithm.mu=0")
     assert cfg.algorithm.mu == 0.0

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from fedlab.config import RunConfig, affects_numbers
+from fedlab.checkpoint import affects_numbers
+from fedlab.config import RunConfig
 from fedlab.errors import ConfigError
-from tests.conftest import cli_env, only_run, run_cli
+from tests.conftest import checked, cli_env, only_run, run_cli
 
 # The smallest real work: logistic regression, 5 clients a round, so 2 actors get 3 and 2.
 SMALL = [
@@ -75,7 +75,7 @@ def test_placement_ray_refuses_what_partial_sums_cannot_compute(
     compose_cfg, overrides: list[str], start: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        OmegaConf.to_object(compose_cfg("placement=ray", *overrides))
+        checked("placement=ray", *overrides)
     message = str(info.value)
     assert message.startswith(start), message
     assert "allowed" in message and "\n" not in message
@@ -83,7 +83,7 @@ def test_placement_ray_refuses_what_partial_sums_cannot_compute(
 
 def test_ray_keys_have_no_effect_with_placement_local(compose_cfg) -> None:
     with pytest.raises(ConfigError) as info:
-        OmegaConf.to_object(compose_cfg("placement.actors=4"))
+        checked("placement.actors=4")
     assert str(info.value) == (
         "placement.actors=4 has no effect with placement=local; it applies to placement=ray"
     )
@@ -99,7 +99,7 @@ def test_the_supported_combinations_compose(compose_cfg) -> None:
         ["placement.address=auto", "placement.actors=10", "placement.cpus_per_actor=4"],
         ["placement.address=10.0.0.1:6379"],
     ):
-        cfg = OmegaConf.to_object(compose_cfg("placement=ray", *overrides))
+        cfg = checked("placement=ray", *overrides)
         assert isinstance(cfg, RunConfig) and cfg.placement.name == "ray"
 
 
@@ -149,7 +149,7 @@ def test_a_checkpoint_keys_on_the_placement_but_not_on_where_the_cluster_is(comp
     from fedlab.checkpoint import config_key
 
     def key(*overrides: str) -> str:
-        return config_key(OmegaConf.to_object(compose_cfg(*overrides)))
+        return config_key(checked(*overrides))
 
     local, two, three = key(), key("placement=ray"), key("placement=ray", "placement.actors=3")
     assert len({local, two, three}) == 3  # bit-identical only for the same placement

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
@@ -23,6 +22,7 @@ from fedlab.privacy.dp_fedavg import (
     epsilon_after,
     sampling_event,
 )
+from tests.conftest import checked
 from tests.engines import make_fast, make_tff, mnist_model
 from tests.test_fast import O, opt
 
@@ -228,12 +228,12 @@ DP_RUN = [
 def test_target_epsilon_ends_the_run_before_the_round_that_would_exceed_it(
     tmp_path, compose_cfg
 ) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cli_run import RecordingTracker
 
     eps = [epsilon_after(r, 20, 5, 2.0, 1e-5) for r in (1, 2, 3, 4)]
     target = (eps[2] + eps[3]) / 2  # three rounds fit, the fourth would not
-    cfg = OmegaConf.to_object(compose_cfg(*DP_RUN, "rounds=10", f"privacy.target_epsilon={target}"))
+    cfg = checked(*DP_RUN, "rounds=10", f"privacy.target_epsilon={target}")
     tracker = RecordingTracker()
     result = run(cfg, output_dir=tmp_path, tracker=tracker, progress=False)
     assert result.rounds == 3
@@ -245,10 +245,10 @@ def test_target_epsilon_ends_the_run_before_the_round_that_would_exceed_it(
 
 
 def test_without_privacy_nothing_is_logged_or_printed(tmp_path, compose_cfg) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cli_run import RecordingTracker
 
-    cfg = OmegaConf.to_object(compose_cfg(*DP_RUN[1:-1], "rounds=1"))
+    cfg = checked(*DP_RUN[1:-1], "rounds=1")
     tracker = RecordingTracker()
     result = run(cfg, output_dir=tmp_path, tracker=tracker, progress=False)
     assert not any(key.startswith("privacy/") for key, _ in tracker.metrics)
@@ -278,7 +278,7 @@ BAD = [
 @pytest.mark.parametrize(("overrides", "words"), BAD, ids=[" ".join(o) for o, _ in BAD])
 def test_bad_privacy_input_is_one_line(compose_cfg, overrides, words) -> None:
     with pytest.raises(ConfigError) as info:
-        OmegaConf.to_object(compose_cfg("privacy=dp_fedavg", *overrides))
+        checked("privacy=dp_fedavg", *overrides)
     message = str(info.value)
     assert "\n" not in message, message
     for word in words:
@@ -287,7 +287,7 @@ def test_bad_privacy_input_is_one_line(compose_cfg, overrides, words) -> None:
 
 def test_dp_composes_on_both_engines_with_the_mean(compose_cfg) -> None:
     for engine in ("fast", "tff"):
-        cfg = OmegaConf.to_object(compose_cfg("privacy=dp_fedavg", f"engine={engine}"))
+        cfg = checked("privacy=dp_fedavg", f"engine={engine}")
         assert cfg.privacy.noise_multiplier == 1.0 and cfg.privacy.delta == 1e-5
 
 

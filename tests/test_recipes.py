@@ -4,10 +4,10 @@ the algorithm's and the aggregator's own keys, and algorithm metrics land under 
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
 
-from fedlab.core.loop import algorithm_name, run
+from fedlab.experiment import algorithm_name, run
 from fedlab.tracking.mlflow import MlflowTracker
+from tests.conftest import checked
 
 QUICK_RUN = [
     "model=logreg", "client_optimizer=sgd", "client_optimizer.lr=0.1", "num_clients=20",
@@ -32,7 +32,7 @@ QUICK_RUN = [
     ],
 )
 def test_the_algorithm_tag_names_the_whole_recipe(compose_cfg, overrides, name) -> None:
-    assert algorithm_name(OmegaConf.to_object(compose_cfg(*QUICK_RUN, *overrides))) == name
+    assert algorithm_name(checked(*QUICK_RUN, *overrides)) == name
 
 
 def test_mlflow_records_the_recipe_its_keys_and_its_metrics(tmp_path, compose_cfg) -> None:
@@ -43,7 +43,7 @@ def test_mlflow_records_the_recipe_its_keys_and_its_metrics(tmp_path, compose_cf
                  "aggregator=trimmed_mean", "aggregator.beta=0.2"],
         "scaffold": ["algorithm=scaffold", "server_optimizer=sgd"],
     }.items():  # fmt: skip
-        cfg = OmegaConf.to_object(compose_cfg(*QUICK_RUN, *overrides))
+        cfg = checked(*QUICK_RUN, *overrides)
         tracker = MlflowTracker(uri=uri, experiment="recipes")
         run(cfg, output_dir=tmp_path / label, tracker=tracker, run_name=label, progress=False)
         runs[label] = tracker.client.get_run(tracker.run_id)

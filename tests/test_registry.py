@@ -1,4 +1,4 @@
-"""The plug-in registries (``fedlab.registry.Registry``): order, duplicates, errors, and the
+"""The plug-in registries (``fedlab.plugin.Registry``): order, duplicates, errors, and the
 discovery that makes an option one new module."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from fedlab.registry import Registry
+from fedlab.plugin import Registry
 from tests.conftest import REPO
 
 
@@ -64,7 +64,7 @@ def test_discovery_imports_every_public_module_of_the_package(tmp_path, monkeypa
     package = tmp_path / "fedlab_test_plugins"
     package.mkdir()
     (package / "__init__.py").write_text(
-        "from fedlab.registry import Registry\n"
+        "from fedlab.plugin import Registry\n"
         "PLUGINS = Registry('plugin', __name__)\n"
         "PLUGINS.register('builtin')('builtin')\n"
     )

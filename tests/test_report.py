@@ -22,6 +22,7 @@ from fedlab import paper
 from fedlab.report import RunSeries, group, report_sweep
 from fedlab.tracking import flatten
 from fedlab.tracking.mlflow import MlflowTracker
+from fedlab.validation import typed
 from tests.conftest import CONF, QUICK, run_cli
 
 SWEEP_ID = "multirun/2026-01-01/00-00-00"
@@ -44,7 +45,7 @@ MB_PER_ROUND = 2.0
 def real_params(*overrides: str) -> dict[str, str]:
     """The params a run with these overrides logs: the composed, validated, flattened config."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=list(overrides)))
+        cfg = typed(compose("config", overrides=list(overrides)))
     flat = flatten(OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True))
     return {k: "null" if v is None else str(v) for k, v in flat.items()}
 

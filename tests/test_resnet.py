@@ -17,7 +17,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedlab.config import OptimizerName
 from fedlab.core.types import ClientWork
 from fedlab.models import build_model
 from tests.conftest import worker_pids
@@ -206,7 +205,7 @@ def test_a_resnet_round_equals_tffs_build_weighted_fed_avg(tff_worker) -> None:
     from tests.engines import parts
 
     shape, classes = (8, 8, 3), 5
-    client, server = opt(OptimizerName.sgd, 0.05), opt(OptimizerName.sgd, 1.0)
+    client, server = opt("sgd", 0.05), opt("sgd", 1.0)
     p = dataclasses.replace(
         parts("logreg", client, server),
         make_model=functools.partial(resnet18_gn, shape, classes, width=8),

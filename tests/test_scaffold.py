@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
+from tests.conftest import checked
 from tests.engines import make_fast
 from tests.test_fast import O, opt
 
@@ -144,7 +144,7 @@ def test_scaffold_state_round_trips_with_its_control_variate() -> None:
 )  # fmt: skip
 def test_scaffold_refusals_are_one_line(compose_cfg, overrides, words) -> None:
     with pytest.raises(ConfigError) as info:
-        OmegaConf.to_object(compose_cfg(*overrides))
+        checked(*overrides)
     message = str(info.value)
     assert "\n" not in message
     for word in words:
@@ -152,13 +152,12 @@ def test_scaffold_refusals_are_one_line(compose_cfg, overrides, words) -> None:
 
 
 def test_scaffold_doubles_what_is_communicated(tmp_path, compose_cfg) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cli_run import RecordingTracker
 
     logged = {}
     for algorithm in ("fedavg", "scaffold"):
-        cfg = OmegaConf.to_object(
-            compose_cfg(
+        cfg = checked(
                 f"algorithm={algorithm}",
                 "model=logreg",
                 "client_optimizer=sgd",
@@ -169,7 +168,6 @@ def test_scaffold_doubles_what_is_communicated(tmp_path, compose_cfg) -> None:
                 "tracking=none",
                 "checkpoint_every=0",
             )  # fmt: skip
-        )
         tracker = RecordingTracker()
         run(cfg, output_dir=tmp_path / algorithm, tracker=tracker, progress=False)
         logged[algorithm] = {key: value for (key, step), value in tracker.metrics.items()}
@@ -205,13 +203,11 @@ def checkpoint_round(path) -> int:
 
 
 def test_extending_a_scaffold_run_equals_running_it_straight(tmp_path, compose_cfg) -> None:
-    from fedlab.core.loop import run
+    from fedlab.experiment import run
     from tests.test_cli_run import RecordingTracker
 
     def cfg(rounds: int):
-        return OmegaConf.to_object(
-            compose_cfg(*SCAFFOLD_RUN, f"rounds={rounds}", "tracking=none", "eval_every=2")
-        )
+        return checked(*SCAFFOLD_RUN, f"rounds={rounds}", "tracking=none", "eval_every=2")
 
     straight, extended = RecordingTracker(), RecordingTracker()
     run(cfg(4), output_dir=tmp_path / "a", tracker=straight, progress=False)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedlab.config import OptimizerConfig, OptimizerName
 from fedlab.core.types import ClientWork
 from fedlab.data import DataSourceError
 from fedlab.data.shakespeare import (
@@ -30,6 +29,8 @@ from fedlab.data.shakespeare import (
     split_lines,
     windows,
 )
+from fedlab.optimizers import optimizer_config
+from tests.conftest import checked
 
 
 def decode(ids) -> str:
@@ -216,13 +217,10 @@ def test_missing_corrupt_and_foreign_files_are_one_line(tmp_path) -> None:
 
 
 def test_natural_partition_keeps_the_chosen_roles_test_splits(compose_cfg) -> None:
-    from omegaconf import OmegaConf
 
     from fedlab.data import federate
 
-    cfg = OmegaConf.to_object(
-        compose_cfg("dataset=shakespeare", "model=char_lstm", "partition=natural", "num_clients=20")
-    )
+    cfg = checked("dataset=shakespeare", "model=char_lstm", "partition=natural", "num_clients=20")
     data = federate(cfg)
     full = load_shakespeare(cfg.dataset)
     assert data.num_clients == 20 and len(data.test_clients) == 20 and data.pad_label == PAD
@@ -252,8 +250,8 @@ def test_a_char_lstm_round_equals_tffs(texts, tff_worker) -> None:
     data = texts[0]
     roles = [c for c in data.train_clients if 3 <= len(c) <= 6][:3]
     assert len(roles) == 3 and all((data.y_train[c[-1]] == PAD).any() for c in roles)
-    client = OptimizerConfig(name=OptimizerName.sgd, lr=1.47)
-    server = OptimizerConfig(name=OptimizerName.sgd, lr=1.0)
+    client = optimizer_config("sgd", lr=1.47)
+    server = optimizer_config("sgd", lr=1.0)
     p = dataclasses.replace(
         parts("logreg", client, server),
         make_model=lambda: build_model("char_lstm", (SEQUENCE_LENGTH,), VOCAB_SIZE),

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from fedlab import sweep
 from fedlab.config import Objective
-from fedlab.core.loop import RunResult
+from fedlab.experiment import RunResult
+from fedlab.validation import typed
 from tests.conftest import CONF, QUICK, run_cli, start_cli, wait_for_round
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -107,13 +108,12 @@ def test_the_objective_a_sweeper_sees(objective, reached, expected) -> None:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_with_its_grid(preset: str, compose_cfg) -> None:
-    from omegaconf import OmegaConf
 
     cfg = compose_cfg(f"experiment={preset}")
     from fedlab.config import RunConfig
 
-    typed: RunConfig = OmegaConf.to_object(cfg)  # range and cross-field checks too
-    assert typed.rounds >= 1
+    typed_cfg: RunConfig = typed(cfg)  # range and cross-field checks too
+    assert typed_cfg.rounds >= 1
     # The preset says what it reproduces (its comment block) and sweeps a grid of known size.
     text = (CONF / "experiment" / f"{preset}.yaml").read_text()
     assert "McMahan et al. 2017" in text or "Reddi et al. 2020" in text

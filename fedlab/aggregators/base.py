@@ -24,25 +24,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import MISSING
 
-from fedlab.registry import Registry
-
-AGGREGATORS: Registry[type[Aggregator]] = Registry("aggregator", "fedlab.aggregators")
+from fedlab.errors import ConfigError
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 
 @dataclass
-class AggregatorConfig:
-    name: str = MISSING
+class AggregatorConfig(PluginConfig):
+    """The keys every aggregator has; one with keys of its own extends it."""
 
 
-class Aggregator:
-    name: ClassVar[str]
+class Aggregator(Plugin):
     Config: ClassVar[type] = AggregatorConfig
     engines: ClassVar[tuple[str, ...]] = ("fast",)
     tff_factory: ClassVar[str | None] = None
-    #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
-    missing_on_tff: ClassVar[str] = ""
     #: Whether TFF's factory is weighted (the mean) or unweighted (DP's clipped sum): TFF
     #: builds the algorithm with ``tff_builder`` or ``tff_unweighted_builder`` accordingly.
     tff_weighted: ClassVar[bool] = True
@@ -62,8 +57,6 @@ class Aggregator:
     @classmethod
     def check(cls, cfg: Any, run: Any) -> None:
         """Cross-field rules (the clients a round samples); raise ``ConfigError``."""
-        from fedlab.errors import ConfigError
-
         need, m = cls.min_clients(cfg), run.clients_per_round
         if m < need:
             raise ConfigError(
@@ -112,5 +105,8 @@ class Aggregator:
         raise NotImplementedError(f"aggregator={self.name} needs every update; it is not a sum")
 
 
+AGGREGATORS: Registry[type[Aggregator]] = Registry("aggregator", "fedlab.aggregators", Aggregator)
+
+
 def build_aggregator(cfg: Any) -> Aggregator:
-    return AGGREGATORS.get(cfg.name)(cfg)
+    return AGGREGATORS.of(cfg)(cfg)

@@ -14,7 +14,6 @@ from fedlab.aggregators.base import AGGREGATORS, Aggregator
 
 @AGGREGATORS.register("mean")
 class Mean(Aggregator):
-    name = "mean"
     engines = ("fast", "tff")
     tff_factory = "MeanFactory"
     summable = True

@@ -14,7 +14,6 @@ from fedlab.aggregators.base import AGGREGATORS, Aggregator
 
 @AGGREGATORS.register("median")
 class Median(Aggregator):
-    name = "median"
     label = "coordinate-wise median"
     missing_on_tff = "TFF 0.87 has no median aggregator"
 

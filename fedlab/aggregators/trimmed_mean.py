@@ -27,7 +27,6 @@ class TrimmedMeanConfig(AggregatorConfig):
 
 @AGGREGATORS.register("trimmed_mean")
 class TrimmedMean(Aggregator):
-    name = "trimmed_mean"
     Config = TrimmedMeanConfig
     label = "trimmed mean"
     missing_on_tff = "TFF 0.87 has no trimmed-mean aggregator"

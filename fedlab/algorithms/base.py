@@ -25,33 +25,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import MISSING
 
-from fedlab.registry import Registry
-
-ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "fedlab.algorithms")
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 Arrays = list[np.ndarray]
 
 
 @dataclass
-class AlgorithmConfig:
+class AlgorithmConfig(PluginConfig):
     """The keys every algorithm has; an algorithm with keys of its own extends it."""
 
-    name: str = MISSING
 
-
-class Algorithm:
+class Algorithm(Plugin):
     """FedAvg (McMahan et al. 2017): every hook's default does what FedAvg does."""
 
-    name: ClassVar[str]
-    #: Its config schema (a dataclass with ``name``); ``conf/algorithm/<name>.yaml`` fills it.
     Config: ClassVar[type] = AlgorithmConfig
-    #: The engines that can run it, and TFF's ``tff.learning.algorithms`` builder for it.
-    engines: ClassVar[tuple[str, ...]] = ("fast", "tff")
+    #: TFF's ``tff.learning.algorithms`` builder for it (None: it does not run on engine=tff).
     tff_builder: ClassVar[str | None] = "build_weighted_fed_avg"
-    #: Why it does not run on ``engine=tff``, for the one-line refusal (when it does not).
-    missing_on_tff: ClassVar[str] = ""
     #: The builder TFF uses with an unweighted aggregator (DP-FedAvg's, ``fedlab.privacy``).
     tff_unweighted_builder: ClassVar[str | None] = "build_unweighted_fed_avg"
     #: How many model-sized arrays go to each client, and come back, per round.
@@ -70,10 +60,6 @@ class Algorithm:
         self.num_clients = num_clients
 
     # -- configuration --------------------------------------------------------------------
-
-    @classmethod
-    def check(cls, cfg: Any, run: Any) -> None:
-        """Cross-field rules against the whole run config; raise ``ConfigError``."""
 
     @classmethod
     def recipe_name(cls, cfg: Any, run: Any, server_name: str) -> str:
@@ -127,6 +113,9 @@ class Algorithm:
         return state, {}
 
 
+ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "fedlab.algorithms", Algorithm)
+
+
 def build_algorithm(cfg: Any, client_optimizer: Any, num_clients: int) -> Algorithm:
-    """The algorithm ``cfg.name`` names."""
-    return ALGORITHMS.get(cfg.name)(cfg, client_optimizer, num_clients)
+    """The algorithm ``cfg`` configures."""
+    return ALGORITHMS.of(cfg)(cfg, client_optimizer, num_clients)

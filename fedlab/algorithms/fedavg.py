@@ -13,8 +13,6 @@ from fedlab.algorithms.base import ALGORITHMS, Algorithm
 
 @ALGORITHMS.register("fedavg")
 class FedAvg(Algorithm):
-    name = "fedavg"
-
     @classmethod
     def recipe_name(cls, cfg, run, server_name: str) -> str:
         # McMahan et al.'s FedSGD: one full-batch gradient step per client and round.

@@ -34,7 +34,6 @@ class FedProxConfig(AlgorithmConfig):
 
 @ALGORITHMS.register("fedprox")
 class FedProx(Algorithm):
-    name = "fedprox"
     Config = FedProxConfig
     tff_builder = "build_weighted_fed_prox"
     tff_unweighted_builder = "build_unweighted_fed_prox"

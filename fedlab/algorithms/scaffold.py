@@ -25,7 +25,6 @@ from fedlab.algorithms.base import ALGORITHMS, Algorithm
 
 @ALGORITHMS.register("scaffold")
 class Scaffold(Algorithm):
-    name = "scaffold"
     engines = ("fast",)
     tff_builder = None
     tff_unweighted_builder = None

@@ -4,7 +4,8 @@
 - ``tff`` (``fedlab.backends.tff``): TFF 0.87's own builders, in TFF's worker process. It is the
   only package that imports tensorflow_federated, and is imported only when chosen.
 
-Both build from the same ``RoundParts`` and meet the ``fedlab.core.types.Engine`` protocol; each
+Both build from the same ``RoundParts`` (made from a config by ``fedlab.experiment.round_parts``)
+and meet the ``fedlab.core.types.Engine`` protocol; each
 package has ``build(parts)`` and ``runtime(worker_env, log_path)`` (what must run around the
 rounds: TFF's worker for ``tff``, nothing for ``fast``). ``open_placement`` starts what
 ``placement=ray`` trains ``fast``'s clients on (``fedlab.backends.fast.placement``); Ray is
@@ -14,16 +15,15 @@ imported only then.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedlab.aggregators import Aggregator, build_aggregator
-from fedlab.algorithms import Algorithm, build_algorithm
-from fedlab.optimizers import Optimizer, build_optimizer
+from fedlab.aggregators import Aggregator
+from fedlab.algorithms import Algorithm
+from fedlab.optimizers import Optimizer
 
 # engine name -> the package that implements it (imported on use: TFF costs seconds).
 BACKENDS = {"fast": "fedlab.backends.fast", "tff": "fedlab.backends.tff"}
@@ -50,39 +50,6 @@ class RoundParts:
     placement: Any = None
 
 
-def round_parts(
-    cfg: Any,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    target_shape: tuple[int, ...] = (),
-    pad_label: int | None = None,
-) -> RoundParts:
-    """The parts ``cfg`` (a ``RunConfig``) chooses, for a dataset of this shape and classes."""
-    from fedlab.compression import build_compressor
-    from fedlab.models import build_model, model_options
-    from fedlab.privacy import build_privacy
-
-    client = build_optimizer(cfg.client_optimizer)
-    privacy = build_privacy(cfg)
-    return RoundParts(
-        make_model=functools.partial(
-            build_model, cfg.model.name, input_shape, num_classes, **model_options(cfg.model)
-        ),
-        input_shape=tuple(input_shape),
-        num_classes=num_classes,
-        client_optimizer=client,
-        server_optimizer=build_optimizer(cfg.server_optimizer),
-        algorithm=build_algorithm(cfg.algorithm, client, cfg.num_clients),
-        # The privacy option takes over the aggregation (DP-FedAvg) or leaves it as it is.
-        aggregator=privacy.wrap(build_aggregator(cfg.aggregator)),
-        privacy=privacy,
-        compressor=build_compressor(cfg.compression, cfg.seed),
-        target_shape=tuple(target_shape),
-        pad_label=pad_label,
-        seed=cfg.seed,
-    )
-
-
 def _backend(engine: Any):
     return importlib.import_module(BACKENDS[str(engine)])
 
@@ -100,15 +67,19 @@ def engine_runtime(
 
 
 @contextlib.contextmanager
-def open_placement(cfg: Any, dataset: Any) -> Iterator[Any]:
+def open_placement(
+    cfg: Any, dataset: Any, dataset_parts: Callable[[Any], tuple[Any, RoundParts]]
+) -> Iterator[Any]:
     """The placement ``cfg.placement`` chooses for the run's ``dataset``, stopped on leaving:
-    None for ``placement=local`` (the engine trains in this process; Ray is not imported)."""
+    None for ``placement=local`` (the engine trains in this process; Ray is not imported).
+    ``dataset_parts(cfg)`` is how another process builds the run's data and parts from the
+    config (``fedlab.experiment.dataset_parts``: a Ray actor calls it)."""
     if str(cfg.placement.name) != "ray":
         yield None
         return
     from fedlab.backends.fast.placement import RayPlacement
 
-    placement = RayPlacement(cfg, dataset)
+    placement = RayPlacement(cfg, dataset, dataset_parts)
     try:
         yield placement
     finally:

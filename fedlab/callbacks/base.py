@@ -1,49 +1,11 @@
-"""The callback interface and what it is given."""
+"""The callback interface and what it is given (``fedlab.core.types``: the run as the round
+loop passes it)."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from fedlab.core.types import Progress, RoundRecord, TrainingContext
 
-from fedlab.core.types import RoundOutput
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a run has reached; saved in every checkpoint."""
-
-    round: int = 0
-    history: dict[int, float] = field(default_factory=dict)  # test accuracy by evaluated round
-    rounds_to_target: int | None = None
-    total_mb: float = 0.0
-
-
-@dataclass
-class TrainingContext:
-    """The run as the callbacks see it: its config, engine, state and what it has reached."""
-
-    cfg: Any  # RunConfig
-    engine: Any
-    state: Any
-    progress: Progress
-    tracker: Any
-    algorithm: Any
-    model_bytes: int  # one copy of the model's weights, as float32
-    stop: bool = False  # a callback sets it to end the run after this round
-
-
-@dataclass
-class RoundRecord:
-    """One finished round: the engine's output, the metrics collected for it, and the progress
-    the run will have reached once it is committed."""
-
-    round: int
-    output: RoundOutput
-    clients: int  # how many were sampled
-    progress: Progress
-    metrics: dict[str, float]
-    started: float = field(default_factory=time.monotonic)
+__all__ = ["Callback", "Progress", "RoundRecord", "TrainingContext"]
 
 
 class Callback:

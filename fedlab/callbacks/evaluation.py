@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from fedlab import streams
 from fedlab.callbacks.base import Callback
 
 
@@ -65,10 +66,6 @@ class Evaluator:
         return loss_sum / self._num_examples, correct / self._num_examples
 
 
-# The evaluation sample's stream of the one ``seed`` (fedlab.data.federate has 0, sampling 1, 2).
-EVAL_STREAM = 3
-
-
 class FederatedEvaluator:
     """The global model on each evaluated client's test split.
 
@@ -92,7 +89,7 @@ class FederatedEvaluator:
         if sample is None or sample >= total:
             chosen = np.arange(total)
         else:
-            rng = np.random.default_rng([seed, EVAL_STREAM])
+            rng = streams.evaluation(seed)
             chosen = np.sort(rng.choice(total, sample, replace=False))
         self.clients = chosen
         idx = np.concatenate([test_clients[i] for i in chosen])

@@ -1,8 +1,11 @@
-"""The progress bar (tqdm): rounds done, the latest train loss and test accuracy."""
+"""The progress bar (tqdm): rounds done, the latest train loss and test accuracy.
+
+``tqdm.auto``: a terminal's bar, or Jupyter's widget when the run is started from a notebook
+(``fedlab.run``)."""
 
 from __future__ import annotations
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from fedlab.callbacks.base import Callback
 

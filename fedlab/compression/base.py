@@ -22,28 +22,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import MISSING
 
-from fedlab.registry import Registry
-
-COMPRESSION: Registry[type[Compressor]] = Registry("compression", "fedlab.compression")
+from fedlab import streams
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 Arrays = list[np.ndarray]
 FLOAT32_BYTES = 4
 
 
 @dataclass
-class CompressorConfig:
-    name: str = MISSING
+class CompressorConfig(PluginConfig):
+    """The keys every compressor has; one with keys of its own extends it."""
 
 
-class Compressor:
+class Compressor(Plugin):
     """No compression: the float32 update as it is."""
 
-    name: ClassVar[str]
     Config: ClassVar[type] = CompressorConfig
-    engines: ClassVar[tuple[str, ...]] = ("fast", "tff")
-    missing_on_tff: ClassVar[str] = ""
     keeps_client_state: ClassVar[bool] = False
     #: Whether it changes the update at all (``none`` does not: the engine then reports no
     #: encoded size and the communication callback counts one float32 model copy per client).
@@ -53,12 +48,8 @@ class Compressor:
         self.cfg = cfg
         self.seed = seed
 
-    @classmethod
-    def check(cls, cfg: Any, run: Any) -> None:
-        """Cross-field rules against the whole run config; raise ``ConfigError``."""
-
     def rng(self, round_num: int, client_id: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, round_num, client_id, 0xC0DE])
+        return streams.quantization(self.seed, round_num, client_id)
 
     def encode(
         self, update: Arrays, client_state: Arrays | None, round_num: int, client_id: int
@@ -68,5 +59,8 @@ class Compressor:
         return update, sum(a.size for a in update) * FLOAT32_BYTES, None
 
 
+COMPRESSION: Registry[type[Compressor]] = Registry("compression", "fedlab.compression", Compressor)
+
+
 def build_compressor(cfg: Any, seed: int) -> Compressor:
-    return COMPRESSION.get(cfg.name)(cfg, seed)
+    return COMPRESSION.of(cfg)(cfg, seed)

@@ -7,4 +7,4 @@ from fedlab.compression.base import COMPRESSION, Compressor
 
 @COMPRESSION.register("none")
 class NoCompression(Compressor):
-    name = "none"
+    """Every hook of ``Compressor`` already sends the update as it is."""

@@ -48,7 +48,6 @@ def quantize(a: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
 
 @COMPRESSION.register("quantize")
 class Quantize(Compressor):
-    name = "quantize"
     Config = QuantizeConfig
     active = True
     engines = ("fast",)

@@ -56,7 +56,6 @@ def top_k(update: list[np.ndarray], k: int) -> tuple[list[np.ndarray], np.ndarra
 
 @COMPRESSION.register("topk")
 class TopK(Compressor):
-    name = "topk"
     Config = TopKConfig
     active = True
     engines = ("fast",)

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedlab import streams
 from fedlab.config import ClientSampling
-
-# Stream ids for numpy's SeedSequence, so partitioning (fedlab.data.federate), sampling and local
-# data order draw from independent streams of the one `seed`.
-from fedlab.data.federate import PARTITION_STREAM  # noqa: E402, F401
-
-SAMPLING_STREAM = 1
-CLIENT_ORDER_STREAM = 2
 
 
 class ClientSampler:
@@ -36,7 +30,7 @@ class ClientSampler:
         if self.kind is ClientSampling.cyclic:
             groups = self.num_clients // self.per_round
             return np.arange(self.num_clients)[(round_num - 1) % groups :: groups]
-        rng = np.random.default_rng([self.seed, SAMPLING_STREAM, round_num])
+        rng = streams.sampling(self.seed, round_num)
         return np.sort(rng.choice(self.num_clients, size=self.per_round, replace=False))
 
 
@@ -45,5 +39,5 @@ def local_order(
 ) -> np.ndarray:
     """The order in which a client visits its examples: one fresh permutation per local epoch,
     shape ``(epochs, num_examples)``, a pure function of (seed, round, client)."""
-    rng = np.random.default_rng([seed, CLIENT_ORDER_STREAM, round_num, client_id])
+    rng = streams.client_order(seed, round_num, client_id)
     return np.stack([rng.permutation(num_examples) for _ in range(epochs)])

@@ -10,6 +10,7 @@ algorithm or aggregator runs the round.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,6 +63,43 @@ class RoundOutput:
     algorithm_metrics: dict[str, float] = field(default_factory=dict)
     aggregator_metrics: dict[str, float] = field(default_factory=dict)
     update_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run has reached; saved in every checkpoint."""
+
+    round: int = 0
+    history: dict[int, float] = field(default_factory=dict)  # test accuracy by evaluated round
+    rounds_to_target: int | None = None
+    total_mb: float = 0.0
+
+
+@dataclass
+class TrainingContext:
+    """The run as the callbacks see it: its config, engine, state and what it has reached."""
+
+    cfg: Any  # RunConfig
+    engine: Any
+    state: Any
+    progress: Progress
+    tracker: Any
+    algorithm: Any
+    model_bytes: int  # one copy of the model's weights, as float32
+    stop: bool = False  # a callback sets it to end the run after this round
+
+
+@dataclass
+class RoundRecord:
+    """One finished round: the engine's output, the metrics collected for it, and the progress
+    the run will have reached once it is committed."""
+
+    round: int
+    output: RoundOutput
+    clients: int  # how many were sampled
+    progress: Progress
+    metrics: dict[str, float]
+    started: float = field(default_factory=time.monotonic)
 
 
 class Engine(Protocol):

@@ -13,22 +13,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import MISSING
 
-from fedlab.registry import Registry
-
-DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", "fedlab.data")
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 
 @dataclass
-class DatasetConfig:
-    name: str = MISSING
+class DatasetConfig(PluginConfig):
+    """The keys every dataset has; one with keys of its own (a source, a path) extends it."""
 
 
-class DatasetSpec:
+class DatasetSpec(Plugin):
     """One dataset: what is known before loading it, and how to load it."""
 
-    name: ClassVar[str]
     Config: ClassVar[type] = DatasetConfig
     train_examples: ClassVar[int]
     input_shape: ClassVar[tuple[int, ...]]
@@ -63,6 +59,9 @@ class DatasetSpec:
         ``train_clients`` / ``test_clients``: each natural client's indices into them); raises a
         ``DataSourceError``-like error in one line."""
         raise NotImplementedError
+
+
+DATASETS: Registry[type[DatasetSpec]] = Registry("dataset", "fedlab.data", DatasetSpec)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from fedlab.data import tff_sqlite
-from fedlab.data.base import DATASETS, DatasetSpec
+from fedlab.data.base import DATASETS, DatasetConfig, DatasetSpec
 from fedlab.errors import DataSourceError
 
 IMAGE_SHAPE = (32, 32, 3)
@@ -222,8 +222,7 @@ def _load_cifar10_cached(folder: str, key: tuple) -> CifarArrays:
 
 
 @dataclass
-class Cifar10Config:
-    name: str = "cifar10"
+class Cifar10Config(DatasetConfig):
     path: str | None = None  # the cifar-10-batches-py folder; null: Keras' cache
 
 
@@ -231,7 +230,6 @@ class Cifar10Config:
 class Cifar10(DatasetSpec):
     """CIFAR-10: McMahan et al. 2017's CIFAR experiments and Reddi et al. 2020's CIFAR-10."""
 
-    name = "cifar10"
     Config = Cifar10Config
     train_examples = 50_000
     input_shape = IMAGE_SHAPE
@@ -408,8 +406,7 @@ def load_cifar100(path: str | None = None, cache_dir: str | None = None) -> Cifa
 
 
 @dataclass
-class Cifar100Config:
-    name: str = "cifar100"
+class Cifar100Config(DatasetConfig):
     path: str | None = None  # TFF's cifar100.sqlite; null: ~/.tff/cifar100.sqlite
     cache_dir: str | None = None  # the preprocessed file; null: ~/.cache/fedlab
 
@@ -418,7 +415,6 @@ class Cifar100Config:
 class Cifar100(DatasetSpec):
     """TFF's CIFAR-100: 500 training clients by the Pachinko allocation (Reddi et al. 2020)."""
 
-    name = "cifar100"
     Config = Cifar100Config
     train_examples = 50_000
     input_shape = IMAGE_SHAPE

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from fedlab.data import tff_sqlite
-from fedlab.data.base import DATASETS, DatasetSpec
+from fedlab.data.base import DATASETS, DatasetConfig, DatasetSpec
 from fedlab.data.coded import UNIT_BYTE_TABLE, CodedExamples, NotCodable, encode
 from fedlab.errors import DataSourceError
 
@@ -67,8 +67,7 @@ _CHUNK = 4096
 
 
 @dataclass
-class EmnistConfig:
-    name: str = "emnist"
+class EmnistConfig(DatasetConfig):
     only_digits: bool = False  # true: the 10-class digits-only variant (3,383 writers)
     path: str | None = None  # the .sqlite file; null: ~/.tff/emnist_all.sqlite
     cache_dir: str | None = None  # the preprocessed file; null: ~/.cache/fedlab
@@ -317,7 +316,6 @@ def load_emnist(cfg: EmnistConfig) -> EmnistArrays:
 class Emnist(DatasetSpec):
     """FEMNIST: a client per writer (62 classes, 3,400 writers; or digits only, 10 and 3,383)."""
 
-    name = "emnist"
     Config = EmnistConfig
     train_examples = TRAIN_EXAMPLES[False]
     input_shape = (*IMAGE_SHAPE, 1)

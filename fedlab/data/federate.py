@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from fedlab import streams
 from fedlab.data.base import DATASETS, FederatedDataset
 from fedlab.data.partition import PARTITIONS, PartitionInput
-
-# The partition's stream of the one ``seed`` (numpy SeedSequence ids; fedlab.core.sampling has
-# the others: client sampling 1, local data order 2).
-PARTITION_STREAM = 0
 
 
 def federate(run: Any) -> FederatedDataset:
@@ -23,10 +18,10 @@ def federate(run: Any) -> FederatedDataset:
     synthetic partition (its training clients are not the dataset's) or when the dataset's test
     clients are not its training clients (``separate_test_clients``).
     """
-    spec = DATASETS.get(run.dataset.name)
+    spec = DATASETS.of(run.dataset)
     arrays = spec.load(run.dataset)
-    rng = np.random.default_rng([run.seed, PARTITION_STREAM])
-    partition = PARTITIONS.get(str(run.partition.name))
+    rng = streams.partition(run.seed)
+    partition = PARTITIONS.of(run.partition)
     natural_train = getattr(arrays, "train_clients", None)
     natural_test = getattr(arrays, "test_clients", None)
     data = PartitionInput(

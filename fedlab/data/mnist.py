@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedlab.data.base import DATASETS, DatasetSpec
+from fedlab.data.base import DATASETS, DatasetConfig, DatasetSpec
 from fedlab.errors import DataSourceError
 
 __all__ = [
@@ -304,8 +304,7 @@ class DataSource(StrEnum):
 
 
 @dataclass
-class MnistConfig:
-    name: str = "mnist"
+class MnistConfig(DatasetConfig):
     source: DataSource = DataSource.auto
     path: str | None = None  # a Keras-format mnist.npz; default ~/.keras/datasets/mnist.npz
 
@@ -314,7 +313,6 @@ class MnistConfig:
 class Mnist(DatasetSpec):
     """The 60,000 training and 10,000 test digits of McMahan et al. 2017's MNIST experiments."""
 
-    name = "mnist"
     Config = MnistConfig
     train_examples = 60_000
     input_shape = (28, 28, 1)

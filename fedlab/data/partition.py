@@ -26,6 +26,8 @@ ascending, pairwise disjoint, and fully determined by the ``np.random.Generator`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fedlab.errors import PartitionError
@@ -366,12 +368,14 @@ def natural_subset(num_natural: int, num_clients: int, rng: np.random.Generator)
     return np.sort(rng.choice(num_natural, num_clients, replace=False)).astype(np.int64)
 
 
-# -- the ``partition`` config group: one entry per option, called with the run's config --------
+# -- the ``partition`` config group: one plug-in per option, each with its own keys -------------
 
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from enum import StrEnum  # noqa: E402
+from typing import Any, ClassVar  # noqa: E402
 
-from fedlab.registry import Registry  # noqa: E402
+from fedlab.errors import ConfigError  # noqa: E402
+from fedlab.plugin import Plugin, PluginConfig, Registry  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -394,57 +398,213 @@ class Assignment:
     natural_ids: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class Partition:
+@dataclass
+class PartitionConfig(PluginConfig):
+    """The keys every partition has; one with keys of its own extends it."""
+
+
+class Partition(Plugin):
     """One option of the ``partition`` group. ``needs_labels``: it sorts by class labels;
-    ``needs_natural_clients``: it takes the dataset's own clients (fedlab.config checks both
-    before anything loads)."""
+    ``needs_natural_clients``: it takes the dataset's own clients (``fedlab.validation`` checks
+    both before anything loads)."""
 
-    split: Any  # (PartitionInput, cfg, num_clients, rng) -> Assignment
-    needs_labels: bool = False
-    needs_natural_clients: bool = False
+    Config: ClassVar[type] = PartitionConfig
+    needs_labels: ClassVar[bool] = False
+    needs_natural_clients: ClassVar[bool] = False
+
+    @classmethod
+    def split(
+        cls, data: PartitionInput, cfg: Any, num_clients: int, rng: np.random.Generator
+    ) -> Assignment:
+        """Each of ``num_clients`` clients' training indices, from ``rng`` alone."""
+        raise NotImplementedError
+
+    @classmethod
+    def largest_client(cls, cfg: Any, examples: int, num_clients: int) -> int:
+        """The most examples a client can hold, known without loading (iid and dirichlet: equal
+        shares; what bounds a round's local work in memory)."""
+        return examples // num_clients
 
 
-#: ``name -> Partition``; ``cfg`` is the run's ``PartitionConfig``.
-PARTITIONS: Registry[Partition] = Registry("partition", None)
+#: ``name -> Partition``; the options are all in this module.
+PARTITIONS: Registry[type[Partition]] = Registry("partition", None, Partition)
 
-PARTITIONS.register("iid")(
-    Partition(lambda d, cfg, k, rng: Assignment(iid(d.num_examples, k, rng)))
-)
-PARTITIONS.register("shards")(
-    Partition(
-        lambda d, cfg, k, rng: Assignment(
-            shards(d.labels, k, cfg.shards_per_client, cfg.shard_size, str(cfg.assignment), rng)
-        ),
-        needs_labels=True,
-    )
-)
-PARTITIONS.register("dirichlet")(
-    Partition(
-        lambda d, cfg, k, rng: Assignment(dirichlet(d.labels, k, cfg.alpha, rng)),
-        needs_labels=True,
-    )
-)
-PARTITIONS.register("quantity_skew")(
-    Partition(
-        lambda d, cfg, k, rng: Assignment(
-            quantity_skew(d.num_examples, k, str(cfg.distribution), cfg.exponent, rng)
+
+def _positive_count(key: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"partition.{key}={value} is invalid; allowed: an integer >= 1")
+
+
+@PARTITIONS.register("iid")
+class Iid(Partition):
+    """The data shuffled and dealt out in equal shares (McMahan et al. 2017)."""
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        return Assignment(iid(data.num_examples, num_clients, rng))
+
+
+class ShardAssignment(StrEnum):
+    random = "random"
+    fixed = "fixed"
+
+
+@dataclass
+class ShardsConfig(PartitionConfig):
+    shards_per_client: int = 2
+    shard_size: int | None = None  # null: examples // (num_clients * shards_per_client)
+    assignment: ShardAssignment = ShardAssignment.random
+
+    def __post_init__(self) -> None:
+        _positive_count("shards_per_client", self.shards_per_client)
+        if self.shard_size is not None and self.shard_size < 1:
+            raise ConfigError(
+                f"partition.shard_size={self.shard_size} is invalid; allowed: null or an "
+                "integer >= 1"
+            )
+
+
+@PARTITIONS.register("shards")
+class Shards(Partition):
+    """McMahan et al.'s pathological non-IID split: sort by label, cut into shards, deal out."""
+
+    Config = ShardsConfig
+    needs_labels = True
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        return Assignment(
+            shards(
+                data.labels,
+                num_clients,
+                cfg.shards_per_client,
+                cfg.shard_size,
+                str(cfg.assignment),
+                rng,
+            )
         )
-    )
-)
-PARTITIONS.register("labels_per_client")(
-    Partition(
-        lambda d, cfg, k, rng: Assignment(
-            labels_per_client(d.labels, k, cfg.classes_per_client, rng, d.num_classes)
-        ),
-        needs_labels=True,
-    )
-)
+
+    @classmethod
+    def _size(cls, cfg, examples: int, num_clients: int) -> int:
+        return cfg.shard_size or examples // (num_clients * cfg.shards_per_client)
+
+    @classmethod
+    def largest_client(cls, cfg, examples, num_clients):
+        return cfg.shards_per_client * cls._size(cfg, examples, num_clients)
+
+    @classmethod
+    def check(cls, cfg, run) -> None:
+        from fedlab.data.base import DATASETS
+
+        examples = DATASETS.of(run.dataset).train_examples_of(run.dataset)
+        k = run.num_clients
+        shards_needed = k * cfg.shards_per_client
+        size = cls._size(cfg, examples, k)
+        if size < 1 or shards_needed * size > examples:
+            raise ConfigError(
+                f"num_clients={k} with partition.shards_per_client={cfg.shards_per_client} and "
+                f"partition.shard_size={cfg.shard_size} needs {shards_needed} shards of "
+                f"{max(size, 1)}; allowed: num_clients * shards_per_client * shard_size <= "
+                f"{examples}"
+            )
 
 
-def _natural(d: PartitionInput, cfg: Any, k: int, rng: np.random.Generator) -> Assignment:
-    chosen = natural_subset(len(d.natural_clients), k, rng)
-    return Assignment([d.natural_clients[i] for i in chosen], chosen)
+@dataclass
+class DirichletConfig(PartitionConfig):
+    alpha: float = 0.5  # label proportions per client ~ Dirichlet(alpha)
+
+    def __post_init__(self) -> None:
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise ConfigError(
+                f"partition.alpha={self.alpha} is invalid; allowed: a finite number > 0"
+            )
 
 
-PARTITIONS.register("natural")(Partition(_natural, needs_natural_clients=True))
+@PARTITIONS.register("dirichlet")
+class Dirichlet(Partition):
+    """Label proportions per client drawn from Dirichlet(alpha) (Hsu et al. 2019)."""
+
+    Config = DirichletConfig
+    needs_labels = True
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        return Assignment(dirichlet(data.labels, num_clients, cfg.alpha, rng))
+
+
+class SizeDistribution(StrEnum):
+    power_law = "power_law"
+    lognormal = "lognormal"
+
+
+@dataclass
+class QuantitySkewConfig(PartitionConfig):
+    # Client sizes from a power law (Pareto exponent) or a log-normal (sigma).
+    distribution: SizeDistribution = SizeDistribution.power_law
+    exponent: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not (self.exponent > 0 and math.isfinite(self.exponent)):
+            raise ConfigError(
+                f"partition.exponent={self.exponent} is invalid; allowed: a finite number > 0"
+            )
+
+
+@PARTITIONS.register("quantity_skew")
+class QuantitySkew(Partition):
+    """Client sizes from a power law or a log-normal, labels IID (Li et al. 2020)."""
+
+    Config = QuantitySkewConfig
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        return Assignment(
+            quantity_skew(data.num_examples, num_clients, str(cfg.distribution), cfg.exponent, rng)
+        )
+
+
+@dataclass
+class LabelsPerClientConfig(PartitionConfig):
+    classes_per_client: int = 2  # each client holds exactly this many classes
+
+    def __post_init__(self) -> None:
+        _positive_count("classes_per_client", self.classes_per_client)
+
+
+@PARTITIONS.register("labels_per_client")
+class LabelsPerClient(Partition):
+    """Each client holds exactly k classes ("#C=k", Li et al. 2022)."""
+
+    Config = LabelsPerClientConfig
+    needs_labels = True
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        return Assignment(
+            labels_per_client(
+                data.labels, num_clients, cfg.classes_per_client, rng, data.num_classes
+            )  # fmt: skip
+        )
+
+    @classmethod
+    def check(cls, cfg, run) -> None:
+        from fedlab.data.base import DATASETS
+
+        classes = DATASETS.of(run.dataset).num_classes_of(run.dataset)
+        if cfg.classes_per_client > classes:
+            raise ConfigError(
+                f"partition.classes_per_client={cfg.classes_per_client} is invalid for "
+                f"dataset={run.dataset.name}; allowed: 1..{classes} (its classes)"
+            )
+
+
+@PARTITIONS.register("natural")
+class Natural(Partition):
+    """The dataset's own clients (speaking roles, writers), a seeded subset of them."""
+
+    needs_natural_clients = True
+
+    @classmethod
+    def split(cls, data, cfg, num_clients, rng):
+        chosen = natural_subset(len(data.natural_clients), num_clients, rng)
+        return Assignment([data.natural_clients[i] for i in chosen], chosen)

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from fedlab.data import tff_sqlite
-from fedlab.data.base import DATASETS, DatasetSpec
+from fedlab.data.base import DATASETS, DatasetConfig, DatasetSpec
 from fedlab.errors import DataSourceError
 
 # TFF 0.87, simulation/baselines/shakespeare/char_prediction_preprocessing.py.
@@ -78,8 +78,7 @@ class Corpus(StrEnum):
 
 
 @dataclass
-class ShakespeareConfig:
-    name: str = "shakespeare"
+class ShakespeareConfig(DatasetConfig):
     corpus: Corpus = Corpus.texts
     path: str | None = None  # texts: the texts folder; tff_sqlite: the .sqlite file
     cache_dir: str | None = None  # the preprocessed file; null: ~/.cache/fedlab
@@ -458,7 +457,6 @@ def load_shakespeare(cfg: ShakespeareConfig) -> ShakespeareArrays:
 class Shakespeare(DatasetSpec):
     """McMahan et al. 2017's Shakespeare: a client per speaking role per play."""
 
-    name = "shakespeare"
     Config = ShakespeareConfig
     # The Gutenberg texts' numbers (tests/test_shakespeare.py checks them).
     train_examples = 43_452  # windows of 80 characters

@@ -12,7 +12,7 @@ vocabulary of 256, which is likely what the paper used.
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("char_lstm")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 from types import SimpleNamespace
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, Takes, flat_size, takes
 
 CROP = 24  # the paper's and the tutorial's 24x24 crop
 # tf.nn.lrn's arguments in the tutorial's norm1 and norm2.

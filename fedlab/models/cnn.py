@@ -3,7 +3,7 @@ parameters on MNIST's 28x28x1 digits and 10 classes)."""
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("cnn")

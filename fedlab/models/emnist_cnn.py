@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, ModelConfig, Takes, configured, flat_size, takes
 
 # Reddi et al. 2020, Table 5 (TFF's create_conv_dropout_model): after the pooling, after fc128.
 DROPOUT_RATES = (0.25, 0.5)
 
 
 @dataclass
-class EmnistCnnConfig:
-    name: str = "emnist_cnn"
+class EmnistCnnConfig(ModelConfig):
     dropout: bool = True  # the paper's rates 0.25 and 0.5; false: rate 0 (no dropout)
 
 
 @MODELS.register("emnist_cnn")
 @takes(Takes.image)
+@configured(EmnistCnnConfig)
 def emnist_cnn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = True):
     import tensorflow as tf
 
@@ -55,6 +55,3 @@ def emnist_cnn(input_shape: tuple[int, ...], num_classes: int, dropout: bool = T
         ],
         name="emnist_cnn",
     )
-
-
-emnist_cnn.Config = EmnistCnnConfig  # the model's own keys (fedlab.config reads ``Config``)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, Takes, flat_size, takes
 
 
 @MODELS.register("logreg")

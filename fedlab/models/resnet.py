@@ -39,7 +39,7 @@ The initializers are TFF's: He-normal convolutions, a N(0, 0.01²) dense kernel.
 
 from __future__ import annotations
 
-from fedlab.models import MODELS, Takes, flat_size, takes
+from fedlab.models.base import MODELS, Takes, flat_size, takes
 
 GROUPS = 2  # Reddi et al. 2020's two groups per layer; see the module docstring
 STAGES = (2, 2, 2, 2)  # ResNet-18: two basic blocks in each of four stages (He et al. 2016)

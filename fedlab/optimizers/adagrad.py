@@ -3,13 +3,32 @@ the preconditioner starts at ``initial_accumulator`` and epsilon goes inside the
 
 from __future__ import annotations
 
-from fedlab.optimizers.base import OPTIMIZERS, PRECONDITIONER, Optimizer
+from dataclasses import dataclass
+
+from fedlab.optimizers.base import (
+    OPTIMIZERS,
+    PRECONDITIONER,
+    Optimizer,
+    OptimizerConfig,
+    non_negative,
+    positive,
+)
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    epsilon: float = 1e-7
+    initial_accumulator: float = 0.1  # the preconditioner's initial value
+
+    def validate(self, group: str) -> None:
+        super().validate(group)
+        positive(group, "epsilon", self.epsilon)
+        non_negative(group, "initial_accumulator", self.initial_accumulator)
 
 
 @OPTIMIZERS.register("adagrad")
 class Adagrad(Optimizer):
-    name = "adagrad"
-    uses = ("epsilon", "initial_accumulator")
+    Config = AdagradConfig
     tff_builder = "build_adagrad"
     server_recipe = "FedAdagrad"
 

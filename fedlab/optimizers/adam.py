@@ -6,13 +6,35 @@ TFF folds both bias corrections into the learning rate
 
 from __future__ import annotations
 
-from fedlab.optimizers.base import OPTIMIZERS, ZEROS, Optimizer
+from dataclasses import dataclass
+
+from fedlab.optimizers.base import (
+    OPTIMIZERS,
+    ZEROS,
+    Optimizer,
+    OptimizerConfig,
+    in_unit_interval,
+    positive,
+)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+
+    def validate(self, group: str) -> None:
+        super().validate(group)
+        in_unit_interval(group, "beta_1", self.beta_1)
+        in_unit_interval(group, "beta_2", self.beta_2)
+        positive(group, "epsilon", self.epsilon)
 
 
 class AdamLike(Optimizer):
     """Adam's and Yogi's shared state and step; ``second_moment`` is what differs."""
 
-    uses = ("beta_1", "beta_2", "epsilon")
+    Config = AdamConfig
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -51,7 +73,6 @@ class AdamLike(Optimizer):
 
 @OPTIMIZERS.register("adam")
 class Adam(AdamLike):
-    name = "adam"
     tff_builder = "build_adam"
     server_recipe = "FedAdam"
 

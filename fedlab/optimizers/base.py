@@ -12,29 +12,58 @@ module to check names at compose time, before TensorFlow is loaded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from omegaconf import MISSING
 
-from fedlab.registry import Registry
-
-OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "fedlab.optimizers")
+from fedlab.errors import ConfigError
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 ZEROS = "zeros"  # a slot that starts at 0
 PRECONDITIONER = "preconditioner"  # a slot that starts at ``initial_accumulator``
 
 
-class Optimizer:
-    """One of TFF's optimizers, built from the shared optimizer schema (``OptimizerConfig``).
+@dataclass
+class OptimizerConfig(PluginConfig):
+    """The keys every optimizer has, in either role (``client_optimizer``, ``server_optimizer``);
+    an optimizer with hyperparameters of its own extends it. ``validate`` checks the values; it
+    is given the role, which the messages name."""
 
-    A subclass sets ``uses`` (the schema keys it reads besides ``lr``; the others must keep their
-    defaults), ``hparams`` and ``slots`` in ``__init__``, ``tff_builder`` (the function of
+    lr: float = MISSING
+
+    def validate(self, group: str) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"{group}.lr={self.lr} is invalid; allowed: a finite number > 0")
+
+
+def in_unit_interval(group: str, key: str, value: float) -> None:
+    """ConfigError unless 0 <= value < 1 (a momentum, a beta)."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"{group}.{key}={value} is invalid; allowed: [0, 1)")
+
+
+def positive(group: str, key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{group}.{key}={value} is invalid; allowed: > 0")
+
+
+def non_negative(group: str, key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{group}.{key}={value} is invalid; allowed: >= 0")
+
+
+class Optimizer(Plugin):
+    """One of TFF's optimizers, built from its config (``Config``, extending ``OptimizerConfig``).
+
+    A subclass sets ``hparams`` and ``slots`` in ``__init__``, ``tff_builder`` (the function of
     ``tff.learning.optimizers`` that builds it, with ``tff_arguments``), and ``step``.
     """
 
-    name: ClassVar[str]
-    uses: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type] = OptimizerConfig
     tff_builder: ClassVar[str]
     #: What FedAvg becomes with this optimizer on the server (Reddi et al. 2020's names).
     server_recipe: ClassVar[str]
@@ -107,6 +136,17 @@ class Optimizer:
                 v.assign(value)
 
 
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer", "fedlab.optimizers", Optimizer)
+
+
+def optimizer_config(name: str, **keys: Any) -> OptimizerConfig:
+    """The config of optimizer ``name`` with ``keys`` (``lr`` at least), its defaults for the
+    rest, checked: ``optimizer_config("adam", lr=1e-3)``."""
+    cfg = OPTIMIZERS.get(str(name)).Config(name=str(name), **keys)
+    cfg.validate(str(name))
+    return cfg
+
+
 def build_optimizer(cfg: Any) -> Optimizer:
-    """The optimizer ``cfg.name`` names, configured by ``cfg`` (an ``OptimizerConfig``)."""
-    return OPTIMIZERS.get(str(cfg.name))(cfg)
+    """The optimizer ``cfg`` (its ``Config``) configures."""
+    return OPTIMIZERS.of(cfg)(cfg)

@@ -7,7 +7,6 @@ from fedlab.optimizers.base import OPTIMIZERS, Optimizer
 
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
-    name = "sgd"
     tff_builder = "build_sgdm"
     server_recipe = "FedAvg"
 

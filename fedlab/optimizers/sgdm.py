@@ -6,14 +6,24 @@ accumulator in the state.
 
 from __future__ import annotations
 
-from fedlab.optimizers.base import OPTIMIZERS, ZEROS, Optimizer
+from dataclasses import dataclass
+
+from fedlab.optimizers.base import OPTIMIZERS, ZEROS, Optimizer, OptimizerConfig, in_unit_interval
 from fedlab.optimizers.sgd import SGD
+
+
+@dataclass
+class SgdmConfig(OptimizerConfig):
+    momentum: float = 0.9
+
+    def validate(self, group: str) -> None:
+        super().validate(group)
+        in_unit_interval(group, "momentum", self.momentum)
 
 
 @OPTIMIZERS.register("sgdm")
 class SGDM(Optimizer):
-    name = "sgdm"
-    uses = ("momentum",)
+    Config = SgdmConfig
     tff_builder = "build_sgdm"
     server_recipe = "FedAvgM"
 

@@ -4,14 +4,24 @@ preconditioner starting at ``initial_accumulator``."""
 
 from __future__ import annotations
 
-from fedlab.optimizers.adam import AdamLike
-from fedlab.optimizers.base import OPTIMIZERS, PRECONDITIONER, ZEROS
+from dataclasses import dataclass
+
+from fedlab.optimizers.adam import AdamConfig, AdamLike
+from fedlab.optimizers.base import OPTIMIZERS, PRECONDITIONER, ZEROS, non_negative
+
+
+@dataclass
+class YogiConfig(AdamConfig):
+    initial_accumulator: float = 0.1  # the preconditioner's initial value
+
+    def validate(self, group: str) -> None:
+        super().validate(group)
+        non_negative(group, "initial_accumulator", self.initial_accumulator)
 
 
 @OPTIMIZERS.register("yogi")
 class Yogi(AdamLike):
-    name = "yogi"
-    uses = ("beta_1", "beta_2", "epsilon", "initial_accumulator")
+    Config = YogiConfig
     tff_builder = "build_yogi"
     server_recipe = "FedYogi"
 

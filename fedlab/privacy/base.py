@@ -13,34 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from omegaconf import MISSING
-
-from fedlab.registry import Registry
-
-PRIVACY: Registry[type[Privacy]] = Registry("privacy", "fedlab.privacy")
+from fedlab.plugin import Plugin, PluginConfig, Registry
 
 
 @dataclass
-class PrivacyConfig:
-    name: str = MISSING
+class PrivacyConfig(PluginConfig):
+    """The keys every privacy option has; one with keys of its own extends it."""
 
 
-class Privacy:
+class Privacy(Plugin):
     """No privacy: the aggregator as configured, and no ε."""
 
-    name: ClassVar[str]
     Config: ClassVar[type] = PrivacyConfig
-    engines: ClassVar[tuple[str, ...]] = ("fast", "tff")
     #: The paper's name of the recipe with it (None: the algorithm's own name stands).
     label: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any, run: Any) -> None:
         self.cfg = cfg
         self.run = run
-
-    @classmethod
-    def check(cls, cfg: Any, run: Any) -> None:
-        """Cross-field rules against the whole run config; raise ``ConfigError``."""
 
     def wrap(self, aggregator: Any) -> Any:
         """The aggregator the engines use instead of the configured one."""
@@ -68,6 +58,9 @@ class Privacy:
         return name
 
 
+PRIVACY: Registry[type[Privacy]] = Registry("privacy", "fedlab.privacy", Privacy)
+
+
 def build_privacy(run: Any) -> Privacy:
     """The privacy option of the run config ``run``."""
-    return PRIVACY.get(run.privacy.name)(run.privacy, run)
+    return PRIVACY.of(run.privacy)(run.privacy, run)

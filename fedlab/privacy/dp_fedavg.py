@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from fedlab import streams
 from fedlab.aggregators.base import Aggregator
 from fedlab.privacy.base import PRIVACY, Privacy, PrivacyConfig
 
@@ -188,7 +189,6 @@ def poisson_epsilon_after(
 
 @PRIVACY.register("dp_fedavg")
 class DpFedAvg(Privacy):
-    name = "dp_fedavg"
     Config = DpFedAvgConfig
 
     @classmethod
@@ -332,7 +332,7 @@ class GaussianDpMean(Aggregator):
         if not partials:
             return None, state, {}
         clip = self._clip(state)
-        rng = np.random.default_rng([self.seed, int(state["noise_round"]), 0x5EED])
+        rng = streams.dp_noise(self.seed, int(state["noise_round"]))
         m = np.float32(self.clients_per_round)
         sums, unclipped, clients = partials[0]
         for more, more_unclipped, more_clients in partials[1:]:

@@ -7,4 +7,4 @@ from fedlab.privacy.base import PRIVACY, Privacy
 
 @PRIVACY.register("none")
 class NoPrivacy(Privacy):
-    name = "none"
+    """Every hook of ``Privacy`` already does nothing."""

@@ -1,6 +1,6 @@
 """Runs into configurations, as McMahan et al. 2017 compare them.
 
-Runs whose params differ only in ``seed`` and bookkeeping (``fedlab.config.affects_numbers``)
+Runs whose params differ only in ``seed`` and bookkeeping (``fedlab.checkpoint.affects_numbers``)
 are one configuration; each is named by the params the compared configurations differ in (a
 sweep's swept keys first), carries the paper's value where it is one of the paper's settings
 (``fedlab.paper``), and aggregates its seeds (``Stat``: mean and sample standard deviation).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fedlab import paper
-from fedlab.config import affects_numbers
+from fedlab.checkpoint import affects_numbers
 from fedlab.report.reading import RunSeries
 
 # What names a configuration when nothing varies.

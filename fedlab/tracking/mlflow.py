@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fedlab.credentials import redact  # noqa: E402
 from fedlab.errors import UserError  # noqa: E402
-from fedlab.tracking import Tracker  # noqa: E402
+from fedlab.tracking.base import Tracker  # noqa: E402
 
 _MAX_TAG_CHARS = 5000
 _TEXT_ARTIFACTS = {".yaml", ".yml", ".json", ".md", ".csv", ".txt", ".log"}
@@ -156,6 +156,19 @@ class MlflowTracker(Tracker):
                 for key, value in metrics.items()
             ],
         )
+
+    def metric_history(self, run_id: str | None = None) -> dict[str, list[tuple[int, float]]]:
+        run_id = run_id or self.run_id
+        if run_id is None:
+            return {}
+        keys = self.client.get_run(run_id).data.metrics
+        history = {}
+        for key in sorted(keys):
+            # The latest value where a step was logged twice (a round recomputed after a kill).
+            points = sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+            by_step = {int(m.step): float(m.value) for m in points}
+            history[key] = sorted(by_step.items())
+        return history
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Attach ``path``; a text file that holds a password in a URL is attached redacted."""

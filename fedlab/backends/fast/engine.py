@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from fedlab import streams
 from fedlab.aggregators import Aggregator
 from fedlab.algorithms import Algorithm
 from fedlab.backends.fast.functional import FunctionalModel, functional_model
@@ -58,18 +59,6 @@ from fedlab.optimizers import Optimizer
 # of 1 thread each 7.4 s. The result is the same bit for bit either way (each client is computed
 # alone; a test checks it). FEDLAB_FAST_PARALLEL_CLIENTS overrides the count.
 PARALLEL_CLIENTS_ENV = "FEDLAB_FAST_PARALLEL_CLIENTS"
-
-
-# Dropout's stream of the one ``seed`` (fedlab.data.federate has 0, fedlab.core.sampling 1 and 2,
-# fedlab.callbacks.evaluation 3): a client's steps draw from (seed, round, client), step by step.
-DROPOUT_STREAM = 4
-
-
-def client_seed(seed: int, round_num: int, client_id: int) -> np.ndarray:
-    """The stateless RNG seed of one client's local training in one round (shape [2], int64);
-    step i of it uses ``stateless_fold_in(seed, i)``."""
-    entropy = [seed, DROPOUT_STREAM, round_num, client_id & 0xFFFFFFFF]
-    return np.random.SeedSequence(entropy).generate_state(2, np.uint32).astype(np.int64)
 
 
 def default_parallel_clients() -> int:
@@ -166,7 +155,7 @@ class _ClientTrainer:
                     [tf.TensorSpec(s, tf.float32) for s in trainable]
                     for _ in range(algorithm.num_client_inputs)
                 ],
-                tf.TensorSpec((2,), tf.int64),  # the client's dropout seed (client_seed)
+                tf.TensorSpec((2,), tf.int64),  # the client's dropout seed (fedlab.streams.dropout)
             ],
         )
 
@@ -261,7 +250,7 @@ class ClientRunner:
         pad_label: int | None = None,
         seed: int = 0,
     ) -> None:
-        self.seed = seed  # the run's: each client's dropout seed is folded from it (client_seed)
+        self.seed = seed  # the run's: each client's dropout seed comes from it (streams.dropout)
         self.algorithm = algorithm
         self.compressor = compressor
         self.shapes = list(model.shapes[: model.num_trainable])
@@ -303,7 +292,7 @@ class ClientRunner:
                     tf.constant(starts),
                     tf.constant(sizes),
                     [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
-                    tf.constant(client_seed(self.seed, work.round_num, work.client_id)),
+                    tf.constant(streams.dropout(self.seed, work.round_num, work.client_id)),
                 )
             finally:
                 self._trainers.put(trainer)

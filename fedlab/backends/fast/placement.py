@@ -74,25 +74,16 @@ class SliceTrainer:
     """The work of one Ray actor: the run's data and a ``ClientRunner``, built once from the
     run's config, then one slice of the cohort per round."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, dataset_parts: Any) -> None:
         from fedlab import hardware
-        from fedlab.backends import round_parts
         from fedlab.backends.fast.functional import functional_model
-        from fedlab.data import federate
         from fedlab.quiet import silence_frameworks
 
         silence_frameworks()
         # One intra-op thread per client, as engine=fast in one process: each client is then
         # computed as it is there, bit for bit.
         hardware.configure(dataclasses.replace(cfg.hardware, intra_op_threads=1), cfg.engine)
-        self.dataset = federate(cfg)
-        parts = round_parts(
-            cfg,
-            self.dataset.input_shape,
-            self.dataset.num_classes,
-            target_shape=tuple(self.dataset.y_train.shape[1:]),
-            pad_label=self.dataset.pad_label,
-        )
+        self.dataset, parts = dataset_parts(cfg)
         self.aggregator = parts.aggregator
         self.runner = ClientRunner(
             functional_model(parts.make_model()),
@@ -155,7 +146,7 @@ class RayPlacement:
     """``placement=ray``: the round's clients cut into ``cfg.placement.actors`` contiguous slices,
     one per actor (see the module's docstring)."""
 
-    def __init__(self, cfg: Any, dataset: Any) -> None:
+    def __init__(self, cfg: Any, dataset: Any, dataset_parts: Any) -> None:
         import ray
 
         placement = cfg.placement
@@ -186,7 +177,7 @@ class RayPlacement:
                 scheduling_strategy="SPREAD",
                 max_restarts=0,
             )(SliceTrainer)
-            self.actors = [actor.remote(cfg) for _ in range(placement.actors)]
+            self.actors = [actor.remote(cfg, dataset_parts) for _ in range(placement.actors)]
             self.where = ray.get([a.where.remote() for a in self.actors])
         except BaseException:
             self.close()

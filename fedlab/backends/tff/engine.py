@@ -7,7 +7,7 @@ only looks them up by name. The server optimizer turns FedAvg into its generalis
 al. 2020): FedAvgM, FedAdam, FedYogi, FedAdagrad.
 
 This class knows nothing of rounds, sampling or evaluation: the round loop in
-``fedlab.core.loop`` drives it through ``initialize`` / ``next`` / ``model_weights``.
+``fedlab.core.loop.train`` drives it through ``initialize`` / ``next`` / ``model_weights``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,404 @@
+"""One federated run built from its config, and run to the end: fedlab's composition root.
+
+``fedlab.validation`` makes the checked config; ``run`` builds everything a run is made of from
+it, in this order, and hands the parts to the round loop (``fedlab.core.loop.train``):
+
+1. the data (``fedlab.data.federate``: load locally, partition over the clients);
+2. the round's parts (``round_parts``: model, optimizers, algorithm, aggregator wrapped by the
+   privacy option, compressor) and the engine that computes them (``fedlab.backends``), with the
+   placement of a round's clients;
+3. the checkpoint to resume from, and the per-client state store;
+4. the callbacks (``fedlab.callbacks``: evaluation, communication, tracking, checkpoints, ...);
+5. the tracker's run (``fedlab.tracking``), ended FINISHED, FAILED with the reason, or KILLED.
+
+The entry point (``fedlab.__main__``) and the Python API (``fedlab.api``) both call ``run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from fedlab import checkpoint, hardware
+from fedlab.backends import RoundParts
+from fedlab.config import RunConfig, as_tree, run_params
+from fedlab.core.client_state import ClientStateStore
+from fedlab.core.loop import train
+from fedlab.core.sampling import ClientSampler, local_order
+from fedlab.core.types import ClientWork, Progress, TrainingContext
+from fedlab.errors import TERMINATION_REQUESTED, Terminated
+from fedlab.quiet import silence_frameworks
+from fedlab.tracking import NullTracker, Tracker
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``history`` maps every metric it logged (``eval/accuracy``,
+    ``train/loss``, ...) to its ``(round, value)`` pairs, round by round."""
+
+    rounds: int
+    final_accuracy: float
+    best_accuracy: float
+    rounds_to_target: int | None
+    total_mb: float
+    wall_s: float
+    history: dict[str, list[tuple[int, float]]]
+    location: str | None
+    epsilon: float | None = None  # the privacy spent (fedlab.privacy), at delta
+    delta: float | None = None
+
+    def summary(self) -> str:
+        """The closing paragraph printed at the end of a run."""
+        target = (
+            f"reached the target at round {self.rounds_to_target}"
+            if self.rounds_to_target is not None
+            else "did not reach the target"
+        )
+        where = f" Recorded as {self.location}." if self.location else ""
+        spent = ""
+        if self.epsilon is not None:
+            spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
+        return (
+            f"After {self.rounds} rounds: final test accuracy {self.final_accuracy:.4f}, "
+            f"best {self.best_accuracy:.4f}; {target}; {self.total_mb:,.1f} MB communicated"
+            f"{spent}; wall time {self.wall_s:.1f} s.{where}"
+        )
+
+
+class MetricLog:
+    """A tracker that also keeps every metric logged through it, for ``RunResult.history``
+    (which works with ``tracking=none`` too); everything else goes to ``tracker``."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.logged: dict[str, dict[int, float]] = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.tracker.log_metrics(metrics, step)
+        for key, value in metrics.items():
+            self.logged.setdefault(key, {})[step] = float(value)
+
+    def history(self, run_id: str | None) -> dict[str, list[tuple[int, float]]]:
+        """What the store holds for the run (earlier invocations of a resumed run), with what
+        this process logged over it."""
+        try:
+            stored = self.tracker.metric_history(run_id)
+        except Exception:  # a store that lost the run, or cannot be read: what was logged here
+            stored = {}
+        merged = {key: dict(points) for key, points in stored.items()}
+        for key, points in self.logged.items():
+            merged.setdefault(key, {}).update(points)
+        return {key: sorted(points.items()) for key, points in sorted(merged.items())}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tracker, name)
+
+
+def algorithm_name(cfg: RunConfig) -> str:
+    """The whole recipe in the papers' names: the algorithm, what the server optimizer makes of
+    it (FedAvg, FedAvgM, FedAdam, ... Reddi et al. 2020) and the aggregator if not the mean."""
+    from fedlab.aggregators import AGGREGATORS
+    from fedlab.algorithms import ALGORITHMS
+    from fedlab.optimizers import OPTIMIZERS
+    from fedlab.privacy import PRIVACY
+
+    server = OPTIMIZERS.of(cfg.server_optimizer).server_recipe
+    name = ALGORITHMS.of(cfg.algorithm).recipe_name(cfg.algorithm, cfg, server)
+    name = PRIVACY.of(cfg.privacy).recipe_name(name)
+    label = AGGREGATORS.of(cfg.aggregator).label
+    return f"{name}, {label}" if label else name
+
+
+def round_parts(
+    cfg: RunConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    target_shape: tuple[int, ...] = (),
+    pad_label: int | None = None,
+) -> RoundParts:
+    """The parts ``cfg`` chooses, for a dataset of this shape and classes."""
+    from fedlab.aggregators import build_aggregator
+    from fedlab.algorithms import build_algorithm
+    from fedlab.compression import build_compressor
+    from fedlab.models import MODELS, model_options
+    from fedlab.optimizers import build_optimizer
+    from fedlab.privacy import build_privacy
+
+    client = build_optimizer(cfg.client_optimizer)
+    privacy = build_privacy(cfg)
+    model = MODELS.of(cfg.model)
+    return RoundParts(
+        make_model=functools.partial(
+            model.build, tuple(input_shape), int(num_classes), **model_options(cfg.model)
+        ),
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        client_optimizer=client,
+        server_optimizer=build_optimizer(cfg.server_optimizer),
+        algorithm=build_algorithm(cfg.algorithm, client, cfg.num_clients),
+        # The privacy option takes over the aggregation (DP-FedAvg) or leaves it as it is.
+        aggregator=privacy.wrap(build_aggregator(cfg.aggregator)),
+        privacy=privacy,
+        compressor=build_compressor(cfg.compression, cfg.seed),
+        target_shape=tuple(target_shape),
+        pad_label=pad_label,
+        seed=cfg.seed,
+    )
+
+
+def dataset_parts(cfg: RunConfig) -> tuple[Any, RoundParts]:
+    """The run's federated dataset and the parts built for it: what a process that trains a
+    run's clients needs (this one, or a Ray actor: ``fedlab.backends.fast.placement``)."""
+    from fedlab.data import federate
+
+    dataset = federate(cfg)
+    parts = round_parts(
+        cfg,
+        dataset.input_shape,
+        dataset.num_classes,
+        target_shape=tuple(dataset.y_train.shape[1:]),
+        pad_label=dataset.pad_label,
+    )
+    return dataset, parts
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    output_dir: Path,
+    tracker: Tracker | None = None,
+    run_name: str = "fedlab",
+    overrides: str = "",
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunResult:
+    """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
+
+    The tracker's run ends FINISHED, FAILED (with the reason) or KILLED (Ctrl-C, SIGTERM).
+    ``checkpoint_dir`` is where checkpoints go when ``cfg.checkpoint_dir`` is null (default:
+    ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
+    finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
+    """
+    from fedlab.data import federate
+    from fedlab.privacy import build_privacy
+
+    started = time.monotonic()
+    silence_frameworks()
+    tracker = MetricLog(tracker or NullTracker())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    worker_env = hardware.configure(cfg.hardware, cfg.engine)
+    dataset = federate(cfg)
+    ckpt_key = checkpoint.config_key(cfg)
+    ckpt_path = checkpoint.checkpoint_path(
+        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key
+    )
+    if cfg.checkpoint_every:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
+    resumed = checkpoint.load(ckpt_path, ckpt_key) if cfg.resume else None
+
+    privacy = build_privacy(cfg)
+
+    def result(done: Progress) -> RunResult:
+        return RunResult(
+            epsilon=privacy.epsilon(done.round),
+            delta=privacy.delta,
+            rounds=done.round,
+            final_accuracy=done.history[max(done.history)],
+            best_accuracy=max(done.history.values()),
+            rounds_to_target=done.rounds_to_target,
+            total_mb=done.total_mb,
+            wall_s=time.monotonic() - started,
+            history=tracker.history(tracker.run_id or (resumed.run_id if resumed else None)),
+            location=tracker.location,
+        )
+
+    reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
+    if resumed is not None and (resumed.round >= cfg.rounds or reached_target):
+        print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
+        return result(_progress_of(resumed))
+
+    config_yaml = output_dir / "config.yaml"
+    config_yaml.write_text(OmegaConf.to_yaml(as_tree(cfg)))
+    commit = git_commit()
+    try:
+        # Inside the try: a run that fails while its params are logged must not stay RUNNING.
+        if resumed is not None:
+            logged_up_to = tracker.resume(resumed.run_id)
+        else:
+            tracker.start(
+                run_name,
+                params=run_params(cfg),
+                tags={
+                    "partition": str(cfg.partition.name),
+                    "model": cfg.model.name,
+                    "algorithm": algorithm_name(cfg),
+                    "engine": cfg.engine.value,
+                    "git_commit": commit,
+                    "mlflow.source.git.commit": commit,
+                    "overrides": overrides,
+                    **(tags or {}),
+                },
+            )
+            tracker.log_artifact(config_yaml)
+            logged_up_to = -1
+        done = _train(
+            cfg, dataset, worker_env, output_dir, tracker, progress,
+            ckpt_path=ckpt_path, ckpt_key=ckpt_key, resumed=resumed, logged_up_to=logged_up_to,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
+        raise
+    except BaseException as err:
+        if TERMINATION_REQUESTED.is_set():  # SIGTERM, surfacing as another error (errors.py)
+            tracker.finish("KILLED", "interrupted by SIGTERM")
+            raise Terminated() from err
+        tracker.finish("FAILED", f"{type(err).__name__}: {err}")
+        raise
+    tracker.finish("FINISHED")
+    return result(done)
+
+
+def _progress_of(saved: checkpoint.Checkpoint) -> Progress:
+    return Progress(
+        round=saved.round,
+        history=dict(saved.history),
+        rounds_to_target=saved.rounds_to_target,
+        total_mb=saved.total_mb,
+    )
+
+
+def _train(
+    cfg: RunConfig,
+    dataset,
+    worker_env: dict[str, str],
+    output_dir: Path,
+    tracker: Tracker,
+    progress: bool,
+    *,
+    ckpt_path: Path,
+    ckpt_key: str,
+    resumed: checkpoint.Checkpoint | None,
+    logged_up_to: int,
+) -> Progress:
+    """Build the engine and the callbacks, and run the rounds from the start or ``resumed``."""
+    # TensorFlow (slow to import) only once the inputs are known to be good.
+    import tensorflow as tf
+
+    from fedlab.backends import build_engine, engine_runtime, open_placement
+    from fedlab.callbacks import (
+        CheckpointCallback,
+        CommunicationCallback,
+        EvaluationCallback,
+        Evaluator,
+        FederatedEvaluator,
+        PrivacyCallback,
+        ProgressCallback,
+        TargetCallback,
+        TimingCallback,
+        TrackingCallback,
+    )
+
+    tf.keras.utils.set_random_seed(cfg.seed)
+    parts = round_parts(
+        cfg,
+        dataset.input_shape,
+        dataset.num_classes,
+        target_shape=tuple(dataset.y_train.shape[1:]),
+        pad_label=dataset.pad_label,
+    )
+    initial_weights = parts.make_model().get_weights()
+    sampler = ClientSampler(cfg.client_sampling, cfg.num_clients, cfg.clients_per_round, cfg.seed)
+    store = ClientStateStore(
+        checkpoint.client_state_dir(ckpt_path) if cfg.checkpoint_every else None,
+        resumed.client_states if resumed is not None else None,
+    )
+
+    def client_work(client_id: int, round_num: int) -> ClientWork:
+        x, y = dataset.client_data(client_id)
+        order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
+        return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
+
+    with contextlib.ExitStack() as stack:
+        # The order of a run before placements existed, which engine=tff needs: the engine is
+        # built first, then the evaluation's models (built before it, engine=tff runs failed in
+        # Keras: "Layer or Model is in an invalid state"), and only then TFF's worker starts;
+        # leaving, the worker stops first. With placement=ray the actors come up before the
+        # engine that sends them work (engine=fast: its runtime is empty).
+        placement = stack.enter_context(open_placement(cfg, dataset, dataset_parts))
+        if placement is not None:  # which nodes the actors live on
+            tracker.set_tags(placement.tags())
+        engine = build_engine(cfg.engine, dataclasses.replace(parts, placement=placement))
+        if hasattr(engine, "close"):  # its threads, or its placement's actors
+            stack.callback(engine.close)
+        if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
+            evaluator = FederatedEvaluator(
+                parts.make_model(),
+                dataset.x_test,
+                dataset.y_test,
+                dataset.test_clients,
+                dataset.pad_label,
+                cfg.eval_clients,
+                cfg.seed,
+            )
+        else:
+            evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
+        callbacks: list[Any] = [
+            CommunicationCallback(),
+            EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds, output_dir),
+            TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
+            PrivacyCallback(parts.privacy),
+            TimingCallback(),
+            TrackingCallback(  # logs in measure, last: see TrackingCallback
+                tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model
+            ),
+        ]
+        if cfg.checkpoint_every:
+            callbacks.append(
+                CheckpointCallback(ckpt_path, ckpt_key, cfg.checkpoint_every, cfg.rounds, store)
+            )
+        description = f"{algorithm_name(cfg)} {cfg.partition.name}"
+        callbacks.append(ProgressCallback(description, cfg.rounds, progress))
+        stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
+        if resumed is None:
+            state = engine.initialize(initial_weights)
+        else:
+            try:
+                state = engine.state_from_arrays(resumed.state)
+            except ValueError as err:
+                raise checkpoint.CheckpointError(
+                    f"checkpoint {ckpt_path} does not fit this model and optimizers ({err}); "
+                    "delete it or run with resume=false"
+                ) from None
+        ctx = TrainingContext(
+            cfg=cfg,
+            engine=engine,
+            state=state,
+            progress=_progress_of(resumed) if resumed is not None else Progress(),
+            tracker=tracker,
+            algorithm=parts.algorithm,
+            model_bytes=sum(w.nbytes for w in initial_weights),
+        )
+        return train(ctx, callbacks, sampler.sample, client_work, cfg.rounds, store)
