@@ -101,7 +101,7 @@ WORKLOADS = {"notebook": NOTEBOOK, "shakespeare": SHAKESPEARE}
 
 
 # The SIMD extensions that decide how fast TensorFlow's CPU kernels run, as /proc/cpuinfo names
-# them: figures differ several-fold between CPUs (README, Performance), so every report says
+# them: figures differ several-fold between CPUs (docs/performance.md), so every report says
 # which CPU it was taken on.
 VECTOR_EXTENSIONS = (
     "sse4_2",
