@@ -45,6 +45,7 @@ NOT_IN_NUMBERS = (
     "checkpoint_dir",
     "objective",
     "stop_at_target",
+    "callbacks.",  # what is measured and recorded after each round, not what is trained
     "dataset.source",  # every MNIST source gives the same arrays (tests/test_mnist.py)
     "dataset.path",
     "dataset.cache_dir",  # where the preprocessed Shakespeare file is kept

@@ -174,6 +174,8 @@ class RunConfig:
     aggregator: Any = MISSING
     privacy: Any = MISSING
     compression: Any = MISSING
+    # What runs after each round: name -> its keys, in order (conf/callbacks/default.yaml).
+    callbacks: Any = MISSING
     hardware: HardwareConfig = MISSING
     placement: PlacementConfig = MISSING
     tracking: TrackingConfig = MISSING

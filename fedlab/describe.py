@@ -65,6 +65,11 @@ def _plugin_key(dotted: str, overrides: Sequence[str]) -> str | None:
     from fedlab.validation import plugin_registry, unknown_key_message
 
     group, _, key = dotted.partition(".")
+    if group == "callbacks" and key.count(".") == 1:  # callbacks.NAME.KEY: that callback's
+        name, _, key = key.partition(".")
+        registry = plugin_registry(group)
+        value = _command_line_value(dotted, overrides) or "?"
+        return unknown_key_message(f"callbacks.{name}", key, value, name, registry)
     registry = plugin_registry(group) if key and "." not in key else None
     if registry is None:
         return None

@@ -154,6 +154,19 @@ def round_parts(
     )
 
 
+def build_callbacks(cfg: RunConfig, setup: Any) -> list[Any]:
+    """The run's callbacks (``cfg.callbacks``, in the config's order), each created for the run,
+    sorted by their ``order`` (a stable sort: ties keep the config's order)."""
+    from fedlab.callbacks import CALLBACKS
+
+    created = []
+    for chosen in cfg.callbacks.values():
+        callback = CALLBACKS.of(chosen).create(chosen, setup)
+        if callback is not None:
+            created.append(callback)
+    return sorted(created, key=lambda callback: callback.order)
+
+
 def dataset_parts(cfg: RunConfig) -> tuple[Any, RoundParts]:
     """The run's federated dataset and the parts built for it: what a process that trains a
     run's clients needs (this one, or a Ray actor: ``fedlab.backends.fast.placement``)."""
@@ -308,18 +321,7 @@ def _train(
     import tensorflow as tf
 
     from fedlab.backends import build_engine, engine_runtime, open_placement
-    from fedlab.callbacks import (
-        CheckpointCallback,
-        CommunicationCallback,
-        EvaluationCallback,
-        Evaluator,
-        FederatedEvaluator,
-        PrivacyCallback,
-        ProgressCallback,
-        TargetCallback,
-        TimingCallback,
-        TrackingCallback,
-    )
+    from fedlab.callbacks import RunSetup
 
     tf.keras.utils.set_random_seed(cfg.seed)
     parts = round_parts(
@@ -353,34 +355,20 @@ def _train(
         engine = build_engine(cfg.engine, dataclasses.replace(parts, placement=placement))
         if hasattr(engine, "close"):  # its threads, or its placement's actors
             stack.callback(engine.close)
-        if dataset.test_clients is not None:  # a test split per client: evaluate federatedly
-            evaluator = FederatedEvaluator(
-                parts.make_model(),
-                dataset.x_test,
-                dataset.y_test,
-                dataset.test_clients,
-                dataset.pad_label,
-                cfg.eval_clients,
-                cfg.seed,
-            )
-        else:
-            evaluator = Evaluator(parts.make_model(), dataset.x_test, dataset.y_test)
-        callbacks: list[Any] = [
-            CommunicationCallback(),
-            EvaluationCallback(evaluator, cfg.eval_every, cfg.rounds, output_dir),
-            TargetCallback(cfg.target_accuracy, cfg.stop_at_target),
-            PrivacyCallback(parts.privacy),
-            TimingCallback(),
-            TrackingCallback(  # logs in measure, last: see TrackingCallback
-                tracker, logged_up_to, output_dir, parts.make_model, cfg.tracking.log_model
-            ),
-        ]
-        if cfg.checkpoint_every:
-            callbacks.append(
-                CheckpointCallback(ckpt_path, ckpt_key, cfg.checkpoint_every, cfg.rounds, store)
-            )
-        description = f"{algorithm_name(cfg)} {cfg.partition.name}"
-        callbacks.append(ProgressCallback(description, cfg.rounds, progress))
+        setup = RunSetup(
+            cfg=cfg,
+            dataset=dataset,
+            parts=parts,
+            output_dir=output_dir,
+            tracker=tracker,
+            checkpoint_path=ckpt_path,
+            checkpoint_key=ckpt_key,
+            client_states=store,
+            logged_up_to=logged_up_to,
+            progress=progress,
+            description=f"{algorithm_name(cfg)} {cfg.partition.name}",
+        )
+        callbacks = build_callbacks(cfg, setup)
         stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
         if resumed is None:
             state = engine.initialize(initial_weights)

@@ -46,6 +46,8 @@ PLUGIN_GROUPS = {
     "privacy": "fedlab.privacy:PRIVACY",
     "compression": "fedlab.compression:COMPRESSION",
 }
+# The group that holds several options at once, each under its own name (a mapping of them).
+CALLBACKS = ("callbacks", "fedlab.callbacks:CALLBACKS")
 
 # A round's local work as memory (see _check_local_work_fits): each of its m clients visits
 # E x n examples, in an order held as one int64 index per visit (fedlab.core.sampling.local_order)
@@ -74,6 +76,8 @@ def registry(where: str) -> Registry:
 
 def plugin_registry(group: str) -> Registry | None:
     """The registry of a plug-in group (``algorithm`` ...), None for any other key."""
+    if group == CALLBACKS[0]:
+        return registry(CALLBACKS[1])
     where = PLUGIN_GROUPS.get(group)
     return registry(where) if where else None
 
@@ -83,6 +87,18 @@ def convert(cfg: RunConfig, choices: dict[str, str]) -> None:
     for group, where in PLUGIN_GROUPS.items():
         node = getattr(cfg, group)
         setattr(cfg, group, plugin_config(group, node, registry(where), choices.get(group)))
+    given = cfg.callbacks or {}
+    if not isinstance(given, dict):
+        raise ConfigError(
+            f"callbacks={given!r} is invalid; allowed: a mapping of callback names to their "
+            "keys (conf/callbacks/default.yaml)"
+        )
+    callbacks = registry(CALLBACKS[1])
+    cfg.callbacks = {
+        name: plugin_config(f"callbacks.{name}", node or {}, callbacks, name)
+        for name, node in given.items()
+        if node is not None  # callbacks.NAME=null leaves it out, as ~callbacks.NAME does
+    }
 
 
 def plugin_config(group: str, node: Any, registry: Registry, choice: str | None = None) -> Any:
@@ -143,16 +159,19 @@ def unknown_key_message(group: str, key: str, value: Any, chosen: str, registry:
 
     kind = group.split(".")[0]
     users = [n for n, e in registry.items() if key in keys_of(e)]
-    if users:
+    if users and "." not in group:
         return (
             f"{group}.{key}={value} has no effect with {kind}={chosen}; "
             f"it applies to {kind}={'|'.join(users)}"
         )
-    own = sorted(keys_of(registry.get(chosen)) - {"name", "_target_"}) if chosen in registry else []
+    option = f"{kind}={chosen}" if "." not in group else f"callback {chosen}"
+    if chosen not in registry:  # a plug-in from outside fedlab, not imported yet
+        return f"unknown config key '{group}.{key}': not a key of {option} (see its YAML file)"
+    own = sorted(keys_of(registry.get(chosen)) - {"name", "_target_"})
     has = f"the keys {', '.join(own)}" if own else "no keys of its own"
     close = difflib.get_close_matches(key, own, n=1)
     hint = f"; did you mean '{group}.{close[0]}'?" if close else ""
-    return f"unknown config key '{group}.{key}': {kind}={chosen} has {has}{hint}"
+    return f"unknown config key '{group}.{key}': {option} has {has}{hint}"
 
 
 def _type_words(kind: Any) -> str:
@@ -171,6 +190,9 @@ def validate(run: RunConfig) -> None:
     _check_model_fits_the_data(run)
     for group, where in PLUGIN_GROUPS.items():
         _check_option(group, getattr(run, group), registry(where), run)
+    callbacks = registry(CALLBACKS[1])
+    for name, chosen in run.callbacks.items():
+        _check_option(f"callbacks.{name}", chosen, callbacks, run)
     _check_placement(run)
     _check_local_work_fits(run)
 
@@ -250,11 +272,12 @@ def _check_model_fits_the_data(run: RunConfig) -> None:
     def takes(model: str) -> bool:
         return fits(model, shape, one_class)
 
-    examples = (
-        f"{'x'.join(map(str, shape))} examples of one class"
-        if one_class
-        else f"sequences of {shape[0]} ids, a class at every position"
-    )
+    if not one_class:
+        examples = f"sequences of {shape[0]} ids, a class at every position"
+    elif len(shape) == 1:
+        examples = f"examples of {shape[0]} features, one class each"
+    else:
+        examples = f"{'x'.join(map(str, shape))} examples of one class"
     if not takes(run.model.name):
         raise ConfigError(
             f"model={run.model.name} does not fit dataset={run.dataset.name} ({examples}); "

@@ -306,7 +306,7 @@ def child(args: argparse.Namespace) -> None:
 
     evaluate = None
     if args.to_accuracy:
-        from fedlab.callbacks import Evaluator
+        from fedlab.evaluation import Evaluator
 
         evaluate = Evaluator(_mnist_model(NOTEBOOK["model"]), dataset.x_test, dataset.y_test)
     with runtime:

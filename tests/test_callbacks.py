@@ -25,7 +25,6 @@ from fedlab.callbacks import (
     CheckpointCallback,
     CommunicationCallback,
     EvaluationCallback,
-    Evaluator,
     ProgressCallback,
     RoundRecord,
     TargetCallback,
@@ -38,6 +37,7 @@ from fedlab.core.client_state import ClientStateStore
 from fedlab.core.loop import train
 from fedlab.core.types import ClientWork
 from fedlab.errors import DivergedError
+from fedlab.evaluation import Evaluator
 from fedlab.optimizers import optimizer_config
 from fedlab.tracking import Tracker
 from fedlab.validation import typed

@@ -361,7 +361,8 @@ def test_federated_runs_get_the_spread_over_clients(tmp_path: Path) -> None:
 
     import numpy as np
 
-    from fedlab.callbacks.evaluation import CLIENT_ACCURACY, EvaluationCallback, FederatedEvaluator
+    from fedlab.callbacks.evaluation import CLIENT_ACCURACY, EvaluationCallback
+    from fedlab.evaluation import FederatedEvaluator
     from fedlab.models import build_model
 
     rng = np.random.default_rng(0)

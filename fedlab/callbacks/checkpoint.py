@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedlab import checkpoint
-from fedlab.callbacks.base import Callback
+from fedlab.callbacks.base import CALLBACKS, Callback
 
 
+@CALLBACKS.register("checkpoint")
 class CheckpointCallback(Callback):
+    order = 90  # after tracking: a checkpoint never holds a round the tracker did not get
+
     def __init__(self, path: Path, key: str, every: int, rounds: int, client_states) -> None:
         self.path = path
         self.key = key
@@ -18,6 +21,15 @@ class CheckpointCallback(Callback):
         self.rounds = rounds
         self.client_states = client_states  # a ClientStateStore
         self.saved = -1
+
+    @classmethod
+    def create(cls, cfg, run) -> CheckpointCallback | None:
+        every = run.cfg.checkpoint_every
+        if not every:
+            return None  # checkpoint_every=0: no checkpoints
+        return cls(
+            run.checkpoint_path, run.checkpoint_key, every, run.cfg.rounds, run.client_states
+        )
 
     def on_train_begin(self, ctx) -> None:
         self.saved = ctx.progress.round

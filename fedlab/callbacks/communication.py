@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from fedlab.callbacks.base import Callback
+from fedlab.callbacks.base import CALLBACKS, Callback
 
 BYTES_PER_MB = 1e6
 
 
+@CALLBACKS.register("communication")
 class CommunicationCallback(Callback):
     def measure(self, ctx, record) -> None:
         algorithm, per_copy = ctx.algorithm, ctx.model_bytes * record.clients

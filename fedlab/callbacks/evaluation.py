@@ -1,156 +1,17 @@
-"""The paper's metric: accuracy of the global model on the dataset's test set.
-
-A dataset with clients of its own (Shakespeare) has a test split per client and is evaluated
-federatedly, as TFF's ``build_fed_eval`` does (``FederatedEvaluator``): the global model on each
-evaluated client's test split; ``eval/accuracy`` is then the accuracy pooled over all their
-targets, and ``eval/client_accuracy_{mean,p10,p50,p90}`` its distribution over the clients. A
-fixed, seeded sample of ``eval_clients`` clients (the same every round) keeps the cost bounded.
-
-The seed notebook logged only training metrics; fedlab evaluates the global model every
-``eval_every`` rounds, in this process (the weights are here after each round anyway).
-
-Not ``keras.Model.evaluate``: once TFF has traced Keras models inside its own graphs, Keras
-refuses to run its training loops on models built outside them ("Your Layer or Model is in an
-invalid state"). A forward pass in a ``tf.function`` has no such state and is faster.
-"""
+"""The paper's metric after each round: the global model's test accuracy (``fedlab.evaluation``
+computes it: centrally, or federatedly for datasets with a test split per client), at round 0,
+every ``eval_every`` rounds and after the last; ``eval/accuracy`` and ``eval/best_accuracy``,
+``eval/loss``, the federated spread (``eval/client_accuracy_*``) and ``time/eval_s``."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import tensorflow as tf
-
-from fedlab import streams
-from fedlab.callbacks.base import Callback
-
-
-class Evaluator:
-    """Test loss and accuracy of a set of global weights."""
-
-    def __init__(
-        self, model: tf.keras.Model, x_test: np.ndarray, y_test: np.ndarray, batch_size: int = 250
-    ) -> None:
-        self.model = model
-        self._batches = [
-            (tf.constant(x_test[i : i + batch_size]), tf.constant(y_test[i : i + batch_size]))
-            for i in range(0, len(x_test), batch_size)
-        ]
-        self._num_examples = len(x_test)
-
-        @tf.function
-        def batch_sums(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            logits = self.model(x, training=False)
-            losses = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-            correct = tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y)
-            return tf.reduce_sum(losses), tf.reduce_sum(tf.cast(correct, tf.float32))
-
-        self._batch_sums = batch_sums
-        self._pool = ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1))
-
-    def __call__(self, weights: list[np.ndarray]) -> tuple[float, float]:
-        self.model.set_weights(weights)
-        # The batches on threads, one per core: with engine=fast TensorFlow runs each op on one
-        # thread (fedlab.hardware), and evaluating 10,000 images costs half a round's training of
-        # the CNN. Small batches keep a batch's activations in cache: the CNN on the 2-core CPU
-        # took 2.6 s with batches of 250 (also of 100), 3.1 s of 500 and 3.7 s of 2,000.
-        # Sums in batch order, so the result does not depend on timing.
-        sums = list(self._pool.map(lambda batch: self._batch_sums(*batch), self._batches))
-        loss_sum = sum(float(loss) for loss, _ in sums)
-        correct = sum(float(right) for _, right in sums)
-        return loss_sum / self._num_examples, correct / self._num_examples
-
-
-class FederatedEvaluator:
-    """The global model on each evaluated client's test split.
-
-    ``sample``: how many of the clients to evaluate (a seeded subset fixed for the run; None or
-    more than there are: all). ``pad_label`` marks targets that are not there.
-    """
-
-    def __init__(
-        self,
-        model: tf.keras.Model,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-        test_clients: list[np.ndarray],
-        pad_label: int | None,
-        sample: int | None,
-        seed: int,
-        batch_size: int = 250,
-    ) -> None:
-        self.model = model
-        total = len(test_clients)
-        if sample is None or sample >= total:
-            chosen = np.arange(total)
-        else:
-            rng = streams.evaluation(seed)
-            chosen = np.sort(rng.choice(total, sample, replace=False))
-        self.clients = chosen
-        idx = np.concatenate([test_clients[i] for i in chosen])
-        self._owner = np.repeat(np.arange(len(chosen)), [len(test_clients[i]) for i in chosen])
-        self._batches = [
-            (tf.constant(x_test[part]), tf.constant(y_test[part]))
-            for part in (idx[i : i + batch_size] for i in range(0, len(idx), batch_size))
-        ]
-        self.num_examples = len(idx)
-
-        @tf.function
-        def example_sums(x: tf.Tensor, y: tf.Tensor):
-            """Per example: summed loss over its targets, targets right, targets."""
-            logits = self.model(x, training=False)
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-            hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y), tf.float32)
-            real = (
-                tf.ones_like(hits)
-                if pad_label is None
-                else tf.cast(tf.not_equal(y, pad_label), tf.float32)
-            )
-            axes = list(range(1, len(y.shape)))
-            if not axes:
-                return losses, hits, real
-            return (
-                tf.reduce_sum(losses * real, axes),
-                tf.reduce_sum(hits * real, axes),
-                tf.reduce_sum(real, axes),
-            )
-
-        self._example_sums = example_sums
-        self._pool = ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1))
-        # The latest evaluation's accuracy of each evaluated client with a target (in the order
-        # of ``clients``): written at the end of the run for the report's distribution figure.
-        self.client_accuracy: np.ndarray | None = None
-
-    def __call__(self, weights: list[np.ndarray]) -> tuple[float, float, dict[str, float]]:
-        self.model.set_weights(weights)
-        sums = list(self._pool.map(lambda batch: self._example_sums(*batch), self._batches))
-        loss, right, targets = (
-            np.concatenate([s[i].numpy() for s in sums]).astype(np.float64) for i in range(3)
-        )
-        k = len(self.clients)
-        per_right = np.bincount(self._owner, right, minlength=k)
-        per_targets = np.bincount(self._owner, targets, minlength=k)
-        has = per_targets > 0
-        client_accuracy = per_right[has] / per_targets[has]
-        self.client_accuracy = client_accuracy
-        pooled = right.sum() / max(targets.sum(), 1.0)
-        p10, p50, p90 = np.percentile(client_accuracy, [10, 50, 90])
-        return (
-            float(loss.sum() / max(targets.sum(), 1.0)),
-            float(pooled),
-            {
-                "eval/client_accuracy_mean": float(client_accuracy.mean()),
-                "eval/client_accuracy_p10": float(p10),
-                "eval/client_accuracy_p50": float(p50),
-                "eval/client_accuracy_p90": float(p90),
-                "eval/clients": float(k),
-            },
-        )
+from fedlab.callbacks.base import CALLBACKS, Callback
 
 
 def _evaluate(evaluate, weights) -> tuple[float, float, dict[str, float]]:
@@ -166,6 +27,7 @@ def _evaluate(evaluate, weights) -> tuple[float, float, dict[str, float]]:
 CLIENT_ACCURACY = "client_accuracy.json"
 
 
+@CALLBACKS.register("evaluation")
 class EvaluationCallback(Callback):
     """Evaluates the global model at round 0, every ``eval_every`` rounds and after the last.
 
@@ -174,13 +36,34 @@ class EvaluationCallback(Callback):
     tracker: the distribution that ``fedlab.report`` draws beside the curve."""
 
     def __init__(
-        self, evaluator: Evaluator, every: int, rounds: int, output_dir: Path | None = None
+        self, evaluator: Any, every: int, rounds: int, output_dir: Path | None = None
     ) -> None:
         self.evaluate = evaluator
         self.every = every
         self.rounds = rounds
         self.output_dir = output_dir
         self.evaluated_round: int | None = None
+
+    @classmethod
+    def create(cls, cfg, run) -> EvaluationCallback:
+        """The global model on the dataset's test set, or on each client's test split (a
+        seeded sample of ``eval_clients``) where the dataset has them."""
+        from fedlab.evaluation import Evaluator, FederatedEvaluator
+
+        data, model = run.dataset, run.parts.make_model()
+        if data.test_clients is not None:
+            evaluator = FederatedEvaluator(
+                model,
+                data.x_test,
+                data.y_test,
+                data.test_clients,
+                data.pad_label,
+                run.cfg.eval_clients,
+                run.cfg.seed,
+            )
+        else:
+            evaluator = Evaluator(model, data.x_test, data.y_test)
+        return cls(evaluator, run.cfg.eval_every, run.cfg.rounds, run.output_dir)
 
     def on_train_begin(self, ctx) -> None:
         if ctx.progress.round == 0 and 0 not in ctx.progress.history:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import math
 
-from fedlab.callbacks.base import Callback
+from fedlab.callbacks.base import CALLBACKS, Callback
 
 
+@CALLBACKS.register("privacy")
 class PrivacyCallback(Callback):
     def __init__(self, privacy) -> None:
         self.privacy = privacy
+
+    @classmethod
+    def create(cls, cfg, run) -> PrivacyCallback:
+        return cls(run.parts.privacy)
 
     def measure(self, ctx, record) -> None:
         eps = self.privacy.epsilon(record.round)

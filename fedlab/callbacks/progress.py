@@ -7,15 +7,22 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from fedlab.callbacks.base import Callback
+from fedlab.callbacks.base import CALLBACKS, Callback
 
 
+@CALLBACKS.register("progress")
 class ProgressCallback(Callback):
+    order = 100  # last: the bar shows the round once it is recorded and checkpointed
+
     def __init__(self, description: str, total: int, enabled: bool) -> None:
         self.description = description
         self.total = total
         self.enabled = enabled
         self.bar = None
+
+    @classmethod
+    def create(cls, cfg, run) -> ProgressCallback:
+        return cls(run.description, run.cfg.rounds, run.progress)
 
     def on_train_begin(self, ctx) -> None:
         self.bar = tqdm(
