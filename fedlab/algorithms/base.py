@@ -54,6 +54,25 @@ class Algorithm(Plugin):
     #: fast engine lays out its state as TFF's, so that checkpoints move between engines.
     client_hparams_in_state: ClassVar[bool] = True
 
+    #: The hooks that change what FedAvg computes (TFF's FedAvg builder would not run them).
+    _HOOKS: ClassVar[tuple[str, ...]] = (
+        "initial_state",
+        "client_inputs",
+        "local_gradient",
+        "client_result",
+        "server_update",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An algorithm that overrides a hook but names no TFF builder of its own (a user's,
+        from outside fedlab) runs on engine=fast only: TFF's FedAvg would ignore its hooks."""
+        super().__init_subclass__(**kwargs)
+        overrides = any(hook in cls.__dict__ for hook in cls._HOOKS)
+        if overrides and "tff_builder" not in cls.__dict__ and "engines" not in cls.__dict__:
+            cls.engines = ("fast",)
+            cls.tff_builder = cls.tff_unweighted_builder = None
+            cls.missing_on_tff = f"{cls.__qualname__} changes FedAvg and names no TFF builder"
+
     def __init__(self, cfg: Any, client_optimizer: Any, num_clients: int) -> None:
         self.cfg = cfg
         self.client_optimizer = client_optimizer
