@@ -193,6 +193,11 @@ def validate(run: RunConfig) -> None:
     callbacks = registry(CALLBACKS[1])
     for name, chosen in run.callbacks.items():
         _check_option(f"callbacks.{name}", chosen, callbacks, run)
+    if "evaluation" not in run.callbacks:
+        raise ConfigError(
+            "callbacks.evaluation is required: a run's result (its test accuracy, rounds to "
+            "target) comes from it; allowed: keep it, with eval_every=N to evaluate every N rounds"
+        )
     _check_placement(run)
     _check_local_work_fits(run)
 

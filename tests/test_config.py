@@ -15,12 +15,15 @@ from fedlab.config import RunConfig
 from fedlab.errors import ConfigError
 from tests.conftest import CONF, checked, run_cli
 
-# The groups that fill a node of RunConfig; experiment/ and hparams_search/ presets are global
-# (tests/test_sweeps.py covers them).
+# The groups that fill a node of RunConfig with one option; experiment/ and hparams_search/
+# presets are global (tests/test_sweeps.py covers them), and callbacks/ holds several options at
+# once (test_the_callbacks_group_lists_every_registered_callback).
 GROUPS = sorted(
     p.name
     for p in CONF.iterdir()
-    if p.is_dir() and any(p.glob("*.yaml")) and p.name not in ("experiment", "hparams_search")
+    if p.is_dir()
+    and any(p.glob("*.yaml"))
+    and p.name not in ("experiment", "hparams_search", "callbacks")
 )
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 
@@ -73,6 +76,18 @@ def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option
     # tracking=server is MLflow with a server's URI.
     expected = {("tracking", "server"): "mlflow"}.get((group, option), option)
     assert str(getattr(chosen, field)) == expected
+
+
+def test_the_callbacks_group_lists_every_registered_callback() -> None:
+    from fedlab.callbacks import CALLBACKS
+
+    cfg = checked()
+    assert set(cfg.callbacks) == set(CALLBACKS.names())
+    for name, chosen in cfg.callbacks.items():
+        assert chosen.name == name and chosen._target_ is None
+    assert "progress" not in checked("~callbacks.progress").callbacks
+    with pytest.raises(ConfigError, match="callbacks.evaluation is required"):
+        checked("~callbacks.evaluation")
 
 
 def test_defaults_reproduce_the_notebook(compose_cfg) -> None:

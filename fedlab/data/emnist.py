@@ -30,7 +30,7 @@ float32 (lossless, four times the memory), and the load's ``source`` says so.
 Speed: parsing 749,068 protos takes tens of seconds, so the first load writes the arrays to a
 preprocessed ``.npz`` (``cache_dir``; default ``~/.cache/fedlab``), keyed by the file's path,
 size and modification time, and later loads read that in about a second
-(``scripts/emnist_cost.py`` measures both; the README has the figures).
+(``scripts/emnist_cost.py`` measures both; docs/datasets.md has the figures).
 """
 
 from __future__ import annotations

@@ -116,9 +116,9 @@ class Report:
 
 
 def _is_bookkeeping(key: str) -> bool:
-    """Params that do not change a run's numbers, up to round-off (``fedlab.config``): runs that
-    differ only in these, and in ``seed``, are one configuration. A sweep over one of them still
-    separates them."""
+    """Params that do not change a run's numbers, up to round-off (``fedlab.checkpoint``): runs
+    that differ only in these, and in ``seed``, are one configuration. A sweep over one of them
+    still separates them."""
     return not affects_numbers(key, exact=False)
 
 

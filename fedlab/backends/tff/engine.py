@@ -75,7 +75,7 @@ class TffEngine:
         from fedlab.backends.loss import keras_loss_and_metric
 
         if algorithm.tff_builder is None or aggregator.tff_factory is None:
-            # fedlab.config refuses these before a run starts; this guards direct use.
+            # fedlab.validation refuses these before a run starts; this guards direct use.
             raise ValueError(f"TFF 0.87 has no {algorithm.name} with {aggregator.name}")
         input_spec = collections.OrderedDict(
             x=tf.TensorSpec([None, math.prod(input_shape)], tf.float32),

@@ -1,10 +1,10 @@
 """TFF's execution runtime, owned by fedlab so that no worker process can outlive a run.
 
-Why this exists (../shared/ENVIRONMENT.md): TFF 0.87's default C++ context starts a
-``worker_binary`` subprocess and stops it only from a ``__del__`` that does not run reliably at
-interpreter exit; the worker was seen alive at 99% CPU after Python had gone, and it also survives
-SIGTERM/SIGKILL of Python. TFF's own launcher also passes ``sys.stdout`` to Popen, which fails under
-pytest's capture. So fedlab starts the same binary itself:
+Why this exists (seen on this project's machines; docs/design.md): TFF 0.87's default C++
+context starts a ``worker_binary`` subprocess and stops it only from a ``__del__`` that does not
+run reliably at interpreter exit; the worker was seen alive at 99% CPU after Python had gone, and
+it also survives SIGTERM/SIGKILL of Python. TFF's own launcher also passes ``sys.stdout`` to
+Popen, which fails under pytest's capture. So fedlab starts the same binary itself:
 
 - with ``PR_SET_PDEATHSIG=SIGKILL``: the kernel kills the worker when the fedlab process dies, for
   whatever reason (normal exit, exception, Ctrl-C, SIGTERM, even SIGKILL);
@@ -154,7 +154,7 @@ class LocalWorker:
         else:
             warnings.warn(
                 "no C compiler to build fedlab's loopback shim: TFF's worker listens on all "
-                "interfaces while this run lasts (see README, 'TFF's worker process')",
+                "interfaces while this run lasts (see docs/design.md, 'TFF's worker process')",
                 stacklevel=2,
             )
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
