@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fedlab.config import register_configs
+from fedlab.config import hydra_overrides, register_configs
 from fedlab.describe import FULL_ERROR, describe
 from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
 from fedlab.validation import typed
@@ -112,6 +112,7 @@ def _exit_now(code: int) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.argv[1:] = hydra_overrides(sys.argv[1:])
     # Let Hydra raise instead of printing its multi-line report, so that bad input becomes one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:

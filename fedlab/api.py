@@ -22,7 +22,7 @@ import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedlab.config import RunConfig, register_configs
+from fedlab.config import RunConfig, hydra_overrides, register_configs
 from fedlab.errors import ConfigError
 
 # The config directory of fedlab's own options (conf/ at the repository's top).
@@ -48,7 +48,7 @@ def compose(overrides: Sequence[str] = (), *, config_dirs: Sequence[str | Path] 
     from fedlab.validation import typed
 
     register_configs()
-    overrides = _with_searchpath(list(overrides), config_dirs)
+    overrides = _with_searchpath(hydra_overrides(list(overrides)), config_dirs)
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             composed = hydra_compose("config", overrides=overrides, return_hydra_config=True)

@@ -238,6 +238,17 @@ class RunConfig:
 MAX_SEED = 2**32 - 1
 
 
+# The groups whose default is no option at all (conf/config.yaml: ``experiment: null``).
+PRESET_GROUPS = ("experiment", "hparams_search")
+
+
+def hydra_overrides(args: list[str]) -> list[str]:
+    """The command line's overrides as Hydra takes them: ``experiment=null`` (no preset, the
+    default) becomes ``~experiment``, since Hydra refuses a null group choice with a traceback."""
+    nulls = {f"{group}={value}" for group in PRESET_GROUPS for value in ("null", "None", "~")}
+    return [f"~{arg.split('=', 1)[0]}" if arg in nulls else arg for arg in args]
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
     flat: dict[str, Any] = {}

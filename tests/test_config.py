@@ -3,6 +3,7 @@ rejected with one line naming the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def test_every_option_composes_to_a_typed_config(compose_cfg, group: str, option
     assert str(getattr(chosen, field)) == expected
 
 
+def test_experiment_null_means_no_preset() -> None:
+    assert checked("experiment=null") == checked()
+    assert checked("hparams_search=null") == checked()
+
+
+def test_help_shows_only_the_chosen_options_keys(tmp_path: Path) -> None:
+    result = run_cli("--help", "partition=iid", "client_optimizer=adam", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = result.stdout.split("== Config ==", 1)[1]
+    partition = re.split(r"\n\S", config.split("partition:", 1)[1], maxsplit=1)[0]
+    assert "name: iid" in partition and "alpha" not in partition
+    client = config.split("client_optimizer:", 1)[1].split("server_optimizer:", 1)[0]
+    assert "beta_2" in client and "momentum" not in client and "initial_accumulator" not in client
+
+
 def test_the_callbacks_group_lists_every_registered_callback() -> None:
     from fedlab.callbacks import CALLBACKS
 
@@ -151,6 +167,19 @@ BAD_VALUES = [
         ["client_optimizer.momentum=0.5", "client_optimizer=sgdm"],
     ),
     (["server_optimizer=sgd", "server_optimizer.beta_1=0.8"], ["beta_1", "adam|yogi"]),
+    # A key added with + that the chosen option does not have: the same one line as without +
+    # (these once ran the defaults without a word).
+    (
+        ["+client_optimizer.learning_rate=0.1"],
+        ["client_optimizer.learning_rate", "client_optimizer=adam has the keys", "lr"],
+    ),
+    (
+        ["partition=dirichlet", "+partition.alhpa=0.1"],
+        ["partition.alhpa", "did you mean 'partition.alpha'"],
+    ),
+    (["+partition.alpha=0.1"], ["partition.alpha=0.1", "partition=dirichlet"]),
+    # A seed NumPy and TensorFlow cannot take (once a NumPy traceback at the first round).
+    (["seed=99999999999999999999999"], ["seed=99999999999999999999999", "<= 4294967295"]),
 ]
 
 
