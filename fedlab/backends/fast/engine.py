@@ -113,6 +113,20 @@ def _batch_bounds(work: ClientWork) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return order.reshape(-1), flat(starts), flat(sizes)
 
 
+class _PersonalObjective:
+    """An algorithm's personal objective (Ditto's ``F_i(v) + lambda/2 ||v - w||^2``) in the shape
+    ``_ClientTrainer`` takes a local objective: its one input is the round's global model."""
+
+    num_client_inputs = 1
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        self.algorithm = algorithm
+
+    def local_gradient(self, grads, weights, initial, inputs):
+        (global_weights,) = inputs
+        return self.algorithm.personal_gradient(grads, weights, global_weights)
+
+
 class _ClientTrainer:
     """One client's local training (TFF's ``model_delta_client_work``) as one ``tf.function``.
 
@@ -252,14 +266,23 @@ class ClientRunner:
     ) -> None:
         self.seed = seed  # the run's: each client's dropout seed comes from it (streams.dropout)
         self.algorithm = algorithm
+        algorithm.bind_model(model.layer_of[: model.num_trainable])
         self.compressor = compressor
         self.shapes = list(model.shapes[: model.num_trainable])
         self.parallel_clients = parallel_clients
         self._trainers: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
+        # A personal model (Ditto's) trains on trainers of its own, whose local objective is the
+        # algorithm's personal one, with the round's global model as their one input.
+        self._personal: queue.SimpleQueue[_ClientTrainer] = queue.SimpleQueue()
         for _ in range(parallel_clients):
             self._trainers.put(
                 _ClientTrainer(model, client_optimizer, algorithm, target_shape, pad_label)
             )
+            if algorithm.personal:
+                personal = _PersonalObjective(algorithm)
+                self._personal.put(
+                    _ClientTrainer(model, client_optimizer, personal, target_shape, pad_label)
+                )
         self._pool = (
             ThreadPoolExecutor(parallel_clients, thread_name_prefix="fedlab-client")
             if parallel_clients > 1
@@ -280,22 +303,22 @@ class ClientRunner:
             stored = work.state or []
             own_state = stored[: len(stored) - kept] or None
             compressor_state = stored[len(stored) - kept :] or None
+            start = algorithm.client_start(broadcast.weights, own_state)
             inputs = algorithm.client_inputs(server_algorithm, own_state, shapes)
-            trainer = self._trainers.get()
-            try:
-                update, weight, metrics, trained, finite = trainer.train(
-                    weights,
-                    hparams,
-                    tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1)),
-                    tf.constant(np.asarray(work.y, np.int32)),
-                    tf.constant(order),
-                    tf.constant(starts),
-                    tf.constant(sizes),
-                    [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
-                    tf.constant(streams.dropout(self.seed, work.round_num, work.client_id)),
-                )
-            finally:
-                self._trainers.put(trainer)
+            x = tf.constant(np.asarray(work.x, np.float32).reshape(len(work.x), -1))
+            y = tf.constant(np.asarray(work.y, np.int32))
+            batches = (tf.constant(order), tf.constant(starts), tf.constant(sizes))
+            seed = tf.constant(streams.dropout(self.seed, work.round_num, work.client_id))
+            update, weight, metrics, trained, finite = self._run(
+                self._trainers,
+                weights if start is broadcast.weights else [tf.constant(w) for w in start],
+                hparams,
+                x,
+                y,
+                batches,
+                [[tf.constant(a, tf.float32) for a in arrays] for arrays in inputs],
+                seed,
+            )
             raw_bytes = sum(int(np.prod(s)) for s in shapes) * 4
             if not bool(finite):
                 return ClientResult(None, 0.0, metrics.numpy(), 0, {}, None, raw_bytes)
@@ -303,6 +326,24 @@ class ClientRunner:
             extra, client_state = algorithm.client_result(
                 update, len(starts), inputs, own_state, server_algorithm
             )
+            if algorithm.personal:
+                personal = algorithm.personal_start(broadcast.weights, own_state)
+                p_update, _, _, _, p_finite = self._run(
+                    self._personal,
+                    [tf.constant(w) for w in personal],
+                    hparams,
+                    x,
+                    y,
+                    batches,
+                    [weights],
+                    seed,
+                )
+                if bool(p_finite):  # a diverged personal model is not kept
+                    trained_personal = [
+                        s - u.numpy() for s, u in zip(personal, p_update, strict=True)
+                    ]
+                    client_state = algorithm.personal_state(trained_personal, client_state)
+            update, weight = algorithm.client_upload(update, float(weight), len(starts), own_state)
             # The server receives the update encoded (SCAFFOLD's variates use the true one).
             nbytes = raw_bytes
             if compressor.active:
@@ -316,6 +357,15 @@ class ClientRunner:
             )
 
         return list(self._pool.map(train, clients)) if self._pool else list(map(train, clients))
+
+    @staticmethod
+    def _run(trainers: queue.SimpleQueue, start, hparams, x, y, batches, inputs, seed):
+        """One local training on a trainer taken from ``trainers`` (and given back)."""
+        trainer = trainers.get()
+        try:
+            return trainer.train(start, hparams, x, y, *batches, inputs, seed)
+        finally:
+            trainers.put(trainer)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -410,6 +460,7 @@ class FastEngine:
         self.client_optimizer = client_optimizer
         self.server_optimizer = server_optimizer
         self.algorithm = algorithm
+        algorithm.bind_model(self.model.layer_of[: self.model.num_trainable])
         self.aggregator = aggregator
         if placement is None:
             self.parallel_clients = parallel_clients or default_parallel_clients()
@@ -493,6 +544,7 @@ class FastEngine:
         weights = [tf.constant(w) for w in broadcast.weights]
         skipped = aggregate is None
         if not skipped:
+            aggregate = self.algorithm.server_aggregate(state.algorithm, aggregate, uploads)
             server = {
                 key: [tf.constant(a) for a in v] if isinstance(v, list) else tf.constant(v)
                 for key, v in state.server.items()
@@ -508,8 +560,10 @@ class FastEngine:
             new_algorithm, algorithm_metrics = self.algorithm.server_update(
                 state.algorithm, uploads
             )
+            new_model = [w.numpy() for w in new_weights]
+            new_model = self.algorithm.server_model(new_algorithm, new_model)
             next_state = FastState(
-                weights=(*(w.numpy() for w in new_weights), *state.weights[k:]),
+                weights=(*new_model, *state.weights[k:]),
                 client_hparams=state.client_hparams,
                 server={
                     key: [a.numpy() for a in v] if isinstance(v, list) else v.numpy()

@@ -48,6 +48,9 @@ class FunctionalModel:
     shapes: tuple[tuple[int, ...], ...]
     num_trainable: int
     forward_macs: int  # multiply-accumulates of one example's forward pass
+    # For each weight array (Keras order), the position of its layer among the model's layers
+    # that have weights, from the input up (the head's arrays have the largest).
+    layer_of: tuple[int, ...] = ()
 
     @property
     def training_flops_per_example(self) -> int:
@@ -540,10 +543,15 @@ def functional_model(model: tf.keras.Model) -> FunctionalModel:
             values[name] = step(weights, arg, seed) if seeded else step(weights, arg)
         return values[output]
 
+    with_weights = sorted((first[layer.name], len(layer.weights)) for layer in model.layers)
+    layer_of = [0] * len(model.weights)
+    for ordinal, (start, count) in enumerate(c for c in with_weights if c[1]):
+        layer_of[start : start + count] = [ordinal] * count
     return FunctionalModel(
         name=model_name,
         forward=forward,
         shapes=tuple(tuple(w.shape) for w in model.get_weights()),
         num_trainable=len(model.trainable_weights),
         forward_macs=macs,
+        layer_of=tuple(layer_of),
     )

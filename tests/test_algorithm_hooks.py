@@ -1,0 +1,168 @@
+"""The algorithm hooks that own both ends of a round (``fedlab.algorithms.base``): where each one
+acts in engine=fast's round, checked with small variants of FedAvg whose effect is known exactly,
+on real clients of unequal sizes (logistic regression, client and server SGD)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedlab.algorithms import Algorithm
+from fedlab.core.types import ClientWork
+from tests.engines import make_fast
+from tests.test_fast import _clients, opt
+
+SIZES = (7, 13, 20)
+
+
+def _round(algorithm_class: type | None = None, clients=None, state=None, server_lr=1.0):
+    engine = make_fast(
+        "logreg",
+        opt("sgd", 0.1),
+        opt("sgd", server_lr),
+        parallel_clients=1,
+        algorithm_class=algorithm_class,
+    )
+    rng = np.random.default_rng(7)
+    weights = [rng.normal(0, 0.1, s).astype(np.float32) for s in engine.model.shapes]
+    state = state or engine.initialize(weights)
+    clients = clients or _clients(SIZES, 1, 5, seed=3)
+    return engine, state, engine.next(state, clients)
+
+
+def _weights(engine, out) -> list[np.ndarray]:
+    return engine.model_weights(out.state)
+
+
+def test_the_default_hooks_leave_fedavg_as_it_was() -> None:
+    engine, _, plain = _round()
+    _, _, same = _round(type("Same", (Algorithm,), {}))
+    for a, b in zip(_weights(engine, plain), _weights(engine, same), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Doubled(Algorithm):
+    """Uploads twice the update and halves the aggregate: FedAvg again, bit for bit, if and
+    only if both hooks act (a power of two scales float32 exactly)."""
+
+    def client_upload(self, update, weight, steps, client_state):
+        return [u * np.float32(2) for u in update], weight
+
+    def server_aggregate(self, state, aggregate, uploads):
+        return [a / np.float32(2) for a in aggregate]
+
+
+class _OnlyDoubled(_Doubled):
+    def server_aggregate(self, state, aggregate, uploads):
+        return aggregate
+
+
+def test_client_upload_and_server_aggregate_act_where_they_say() -> None:
+    engine, state, plain = _round()
+    _, _, doubled = _round(_Doubled)
+    _, _, only_upload = _round(_OnlyDoubled)
+    start = engine.model_weights(state)
+    for w0, a, b, c in zip(
+        start, _weights(engine, plain), _weights(engine, doubled), _weights(engine, only_upload),
+        strict=True,
+    ):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(w0 - c, 2 * (w0 - a), rtol=1e-5, atol=1e-7)
+
+
+class _Weighted(Algorithm):
+    """Every client's weight 1: the aggregate is the plain mean of the updates."""
+
+    def client_upload(self, update, weight, steps, client_state):
+        return update, 1.0
+
+    def client_result(self, update, steps, inputs, client_state, state):
+        return {"update": update}, None
+
+
+def test_client_upload_sets_the_weight_the_aggregator_sees() -> None:
+    engine, state, out = _round(_Weighted)
+    uploads = [u["update"] for u in _uploads(_Weighted)]
+    mean = [np.mean([u[i] for u in uploads], axis=0) for i in range(len(uploads[0]))]
+    start = engine.model_weights(state)
+    for w0, w, m in zip(start, _weights(engine, out), mean, strict=True):
+        np.testing.assert_allclose(w0 - w, m, rtol=1e-5, atol=1e-7)
+
+
+def _uploads(algorithm_class) -> list[dict]:
+    seen = []
+
+    class Recording(algorithm_class):
+        def server_update(self, state, uploads):
+            seen.extend(uploads)
+            return state, {}
+
+    _round(Recording)
+    return seen
+
+
+class _Shifted(Algorithm):
+    """server_model acts on the new global model, after the optimizer, with the new state."""
+
+    def initial_state(self, shapes):
+        return {"shift": [np.zeros(s, np.float32) for s in shapes]}
+
+    def server_update(self, state, uploads):
+        return {"shift": [a + np.float32(0.5) for a in state["shift"]]}, {"shifted": 1.0}
+
+    def server_model(self, state, weights):
+        return [w + s for w, s in zip(weights, state["shift"], strict=True)]
+
+
+def test_server_model_acts_after_the_server_step_with_the_new_state() -> None:
+    engine, _, plain = _round()
+    _, _, shifted = _round(_Shifted)
+    for a, b in zip(_weights(engine, plain), _weights(engine, shifted), strict=True):
+        np.testing.assert_allclose(b - a, 0.5, atol=1e-6)
+    assert shifted.algorithm_metrics == {"shifted": 1.0}
+
+
+class _OwnBias(Algorithm):
+    """Each client starts from the global kernel and a bias of its own (kept from its last
+    round, zeros the first time): client_start, and the layers a client keeps."""
+
+    def client_start(self, weights, client_state):
+        bias = client_state[0] if client_state is not None else np.zeros_like(weights[1])
+        return [weights[0], bias]
+
+    def client_result(self, update, steps, inputs, client_state, state):
+        start = client_state[0] if client_state is not None else np.zeros_like(update[1])
+        return {}, [start - update[1]]
+
+
+def test_client_start_trains_a_client_from_its_own_weights() -> None:
+    engine, state, first = _round(_OwnBias)
+    assert engine.algorithm.layer_of == (0, 0)
+    kept = first.client_states
+    assert sorted(kept) == [-1]  # _clients leaves every client id -1: one state, the last one's
+    # The same round from global weights whose bias is zero is FedAvg's round on those weights.
+    weights = engine.model_weights(state)
+    zero_bias = engine.initialize([weights[0], np.zeros_like(weights[1])])
+    _, _, reference = _round(state=zero_bias)
+    np.testing.assert_array_equal(_weights(engine, first)[0], _weights(engine, reference)[0])
+
+
+class _Personal(Algorithm):
+    """A personal model trained on the plain local objective from the global weights, kept as
+    the client's state: with one client and server SGD at lr 1, it is the new global model."""
+
+    personal = True
+
+    def personal_state(self, personal, client_state):
+        return personal
+
+    def personal_model(self, weights, client_state):
+        return client_state
+
+
+def test_a_personal_model_is_trained_and_kept() -> None:
+    one = [ClientWork(w.x, w.y, w.order, w.batch_size, 5) for w in _clients((20,), 1, 5, 4)]
+    engine, _, out = _round(_Personal, clients=one)
+    (kept,) = out.client_states.values()
+    for personal, new_global in zip(kept, _weights(engine, out), strict=True):
+        np.testing.assert_allclose(personal, new_global, rtol=1e-6, atol=1e-7)
+    assert engine.algorithm.personal_model(None, kept) is kept
