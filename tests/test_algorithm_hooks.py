@@ -166,3 +166,34 @@ def test_a_personal_model_is_trained_and_kept() -> None:
     for personal, new_global in zip(kept, _weights(engine, out), strict=True):
         np.testing.assert_allclose(personal, new_global, rtol=1e-6, atol=1e-7)
     assert engine.algorithm.personal_model(None, kept) is kept
+
+
+class _OwnHead(Algorithm):
+    """Each client trains the global kernel with a bias of its own: the global bias the first
+    time, then the one it trained last (client_keep: the trained weights are start - update)."""
+
+    def client_start(self, weights, client_state):
+        return [weights[0], client_state[0] if client_state is not None else weights[1]]
+
+    def client_keep(self, start, update, client_state):
+        return [start[1] - update[1]]
+
+
+def test_client_keep_keeps_part_of_the_trained_weights() -> None:
+    one = [ClientWork(w.x, w.y, w.order, w.batch_size, 5) for w in _clients((20,), 1, 5, 4)]
+    engine, state, first = _round(_OwnHead, clients=one)
+    plain_engine, _, plain = _round(clients=one)
+    # The first time it starts from the global weights: FedAvg's round; with one client and
+    # server SGD at lr 1 the trained bias is the new global bias.
+    (kept,) = first.client_states.values()
+    np.testing.assert_allclose(kept[0], _weights(plain_engine, plain)[1], rtol=1e-6, atol=1e-7)
+    # The second time it starts from its own bias, not the global one (here: zeros).
+    weights = _weights(engine, first)
+    zero_bias = engine.initialize([weights[0], np.zeros_like(weights[1])])
+    again = [ClientWork(w.x, w.y, w.order, w.batch_size, 5, kept) for w in one]
+    _, _, second = _round(_OwnHead, clients=again, state=zero_bias)
+    own = engine.initialize([weights[0], kept[0]])
+    _, _, reference = _round(clients=one, state=own)
+    np.testing.assert_array_equal(_weights(engine, second)[0], _weights(engine, reference)[0])
+    (kept_again,) = second.client_states.values()
+    np.testing.assert_allclose(kept_again[0], _weights(engine, reference)[1], rtol=1e-6, atol=1e-7)

@@ -10,8 +10,10 @@ that decides each step (pfl-research and fedjax hand an algorithm both ends of t
    ``local_gradient`` (FedProx adds ``mu * (w - w_global)``);
 3. ``client_result`` says what it uploads beside its update ``start - trained`` (SCAFFOLD: the
    change of its control variate) and what it keeps (per-client state, keyed by client id,
-   checkpointed); an algorithm with a ``personal`` model trains that too, from
-   ``personal_start`` on ``personal_gradient`` (Ditto), and keeps it with ``personal_state``;
+   checkpointed); ``client_keep`` may keep part of the trained weights too (FedPer: its head,
+   which it started from its own or, the first time, the global one); an algorithm with a
+   ``personal`` model trains that too, from ``personal_start`` on ``personal_gradient``
+   (Ditto), and keeps it with ``personal_state``;
 4. ``client_upload`` transforms the update and its weight (the examples trained) before they are
    aggregated (FedNova normalises by the local steps; FedPer keeps only the shared layers);
 5. the server's aggregator combines the updates (``fedlab.aggregators``); ``server_aggregate``
@@ -81,6 +83,7 @@ class Algorithm(Plugin):
         "local_gradient",
         "client_result",
         "client_upload",
+        "client_keep",
         "personal_start",
         "personal_gradient",
         "personal_state",
@@ -178,6 +181,15 @@ class Algorithm(Plugin):
         nothing). ``update`` is ``start - trained``, ``steps`` the local steps it took. Runs
         only for clients whose update is finite."""
         return {}, None
+
+    def client_keep(
+        self, start: Arrays, update: Arrays, client_state: Arrays | None
+    ) -> Arrays | None:
+        """The state a client keeps after its local training, from the weights it started from
+        (``client_start``'s) and its ``update`` (``start - trained``, so the trained weights are
+        ``start - update``); ``client_state`` is what ``client_result`` returned (default:
+        that). Runs only for clients whose update is finite."""
+        return client_state
 
     def client_upload(
         self, update: Arrays, weight: float, steps: int, client_state: Arrays | None

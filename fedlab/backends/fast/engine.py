@@ -326,6 +326,7 @@ class ClientRunner:
             extra, client_state = algorithm.client_result(
                 update, len(starts), inputs, own_state, server_algorithm
             )
+            client_state = algorithm.client_keep(start, update, client_state)
             if algorithm.personal:
                 personal = algorithm.personal_start(broadcast.weights, own_state)
                 p_update, _, _, _, p_finite = self._run(
