@@ -241,3 +241,22 @@ def test_extending_a_fedper_run_equals_running_it_straight(tmp_path) -> None:
     # Each client's file is its head: the output layer's kernel and bias.
     client_files = [name for name in a if name.startswith("client-")]
     assert [x.shape for x in a[client_files[0]]] == [(200, 10), (10,)]
+
+
+def test_fedper_communicates_only_the_base(tmp_path) -> None:
+    from fedlab.experiment import run
+    from tests.test_cli_run import RecordingTracker
+
+    logged = {}
+    for algorithm in ("fedavg", "fedper"):
+        cfg = checked(
+            f"algorithm={algorithm}", "model=2nn", "client_optimizer=sgd", "server_optimizer=sgd",
+            "rounds=1", "C=0.05", "tracking=none", "checkpoint_every=0",
+        )  # fmt: skip
+        tracker = RecordingTracker()
+        run(cfg, output_dir=tmp_path / algorithm, tracker=tracker, progress=False)
+        logged[algorithm] = {key: value for (key, step), value in tracker.metrics.items()}
+    params, head = 199_210, 200 * 10 + 10  # the 2NN's, and its output layer's
+    for key in ("comm/broadcast_mb", "comm/uploaded_mb", "comm/total_mb"):
+        share = logged["fedper"][key] / logged["fedavg"][key]
+        assert share == pytest.approx((params - head) / params, rel=1e-12)
