@@ -190,6 +190,9 @@ class RunConfig:
     # Datasets with a test split per client: how many clients to evaluate (a seeded sample, the
     # same every round); null: all of them. Centralised test sets ignore it.
     eval_clients: int | None = None
+    # The fraction of each client's training examples held out as its own test data, never
+    # trained on (personalized evaluation, fedlab.callbacks.personalized); 0: none.
+    holdout: float = 0.0
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
     engine: Engine = Engine.fast  # what computes the rounds: same arithmetic, same metrics
@@ -218,6 +221,11 @@ class RunConfig:
         _require(
             self.eval_clients is None or self.eval_clients >= 1,
             f"eval_clients={self.eval_clients} is invalid; allowed: null (all) or an integer >= 1",
+        )
+        _require(
+            0.0 <= self.holdout < 1.0,
+            f"holdout={self.holdout} is invalid; allowed: 0 <= holdout < 1 (the fraction of each "
+            "client's training examples held out as its own test data; 0: none)",
         )
         _require(
             0.0 < self.target_accuracy <= 1.0,

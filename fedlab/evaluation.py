@@ -61,6 +61,32 @@ class Evaluator:
         return loss_sum / self._num_examples, correct / self._num_examples
 
 
+def example_sums(model: tf.keras.Model, pad_label: int | None):
+    """A ``tf.function`` of a batch: per example, its summed loss over its targets, its targets
+    predicted right, and its targets (those not ``pad_label``)."""
+
+    @tf.function
+    def sums(x: tf.Tensor, y: tf.Tensor):
+        logits = model(x, training=False)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y), tf.float32)
+        real = (
+            tf.ones_like(hits)
+            if pad_label is None
+            else tf.cast(tf.not_equal(y, pad_label), tf.float32)
+        )
+        axes = list(range(1, len(y.shape)))
+        if not axes:
+            return losses, hits, real
+        return (
+            tf.reduce_sum(losses * real, axes),
+            tf.reduce_sum(hits * real, axes),
+            tf.reduce_sum(real, axes),
+        )
+
+    return sums
+
+
 class FederatedEvaluator:
     """The global model on each evaluated client's test split.
 
@@ -94,28 +120,7 @@ class FederatedEvaluator:
             for part in (idx[i : i + batch_size] for i in range(0, len(idx), batch_size))
         ]
         self.num_examples = len(idx)
-
-        @tf.function
-        def example_sums(x: tf.Tensor, y: tf.Tensor):
-            """Per example: summed loss over its targets, targets right, targets."""
-            logits = self.model(x, training=False)
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-            hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=y.dtype), y), tf.float32)
-            real = (
-                tf.ones_like(hits)
-                if pad_label is None
-                else tf.cast(tf.not_equal(y, pad_label), tf.float32)
-            )
-            axes = list(range(1, len(y.shape)))
-            if not axes:
-                return losses, hits, real
-            return (
-                tf.reduce_sum(losses * real, axes),
-                tf.reduce_sum(hits * real, axes),
-                tf.reduce_sum(real, axes),
-            )
-
-        self._example_sums = example_sums
+        self._example_sums = example_sums(model, pad_label)
         self._pool = ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1))
         # The latest evaluation's accuracy of each evaluated client with a target (in the order
         # of ``clients``): written at the end of the run for the report's distribution figure.
@@ -146,3 +151,47 @@ class FederatedEvaluator:
                 "eval/clients": float(k),
             },
         )
+
+
+class PersonalizedEvaluator:
+    """A model on each of a fixed set of clients' own test data, one client at a time: each
+    client's own model (``fedlab.callbacks.personalized``), or the global model on every one.
+
+    ``client_examples[i]``: the indices into ``x`` / ``y`` of the ``i``-th client's test
+    examples (its test split, or the training examples it holds out). ``pad_label`` marks
+    targets that are not there.
+    """
+
+    def __init__(
+        self,
+        model: tf.keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        client_examples: list[np.ndarray],
+        pad_label: int | None,
+        batch_size: int = 250,
+    ) -> None:
+        self.model = model
+        self._batches = [
+            [
+                (tf.constant(x[part]), tf.constant(y[part]))
+                for part in (idx[i : i + batch_size] for i in range(0, len(idx), batch_size))
+            ]
+            for idx in (np.asarray(e) for e in client_examples)
+        ]
+        self.num_examples = sum(len(e) for e in client_examples)
+        self._example_sums = example_sums(model, pad_label)
+        self._pool = ThreadPoolExecutor(max_workers=max(len(os.sched_getaffinity(0)), 1))
+
+    def __call__(self, weights: list[np.ndarray], clients: list[int] | None = None) -> np.ndarray:
+        """Per client of ``clients`` (positions in ``client_examples``; None: all), the model
+        with ``weights``'s loss summed over the client's targets, its targets predicted right,
+        and its targets: a ``(len(clients), 3)`` float64 array."""
+        self.model.set_weights(weights)
+        which = range(len(self._batches)) if clients is None else clients
+        out = np.zeros((len(which), 3))
+        for row, i in enumerate(which):
+            # The client's batches on threads, summed in batch order (independent of timing).
+            for sums in self._pool.map(lambda batch: self._example_sums(*batch), self._batches[i]):
+                out[row] += [float(np.sum(s.numpy(), dtype=np.float64)) for s in sums]
+        return out

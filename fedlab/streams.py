@@ -14,6 +14,7 @@ client sampling           (seed, 1, round)                             fedlab.co
 local data order          (seed, 2, round, client)                     fedlab.core.sampling
 evaluation sample         (seed, 3)                                    fedlab.callbacks.evaluation
 dropout (engine=fast)     (seed, 4, round, client mod 2**32) -> 2 ints fedlab.backends.fast
+held-out examples         (seed, 5, client)                            fedlab.data.federate
 stochastic quantization   (seed, round, client, 0xC0DE)                fedlab.compression
 DP-FedAvg's noise         (seed, noise round, 0x5EED)                  fedlab.privacy.dp_fedavg
 ========================  ===========================================  ==========================
@@ -28,6 +29,7 @@ SAMPLING = 1
 CLIENT_ORDER = 2
 EVALUATION = 3
 DROPOUT = 4
+HOLDOUT = 5
 _QUANTIZATION_TAG = 0xC0DE  # the compression stream's last key (it has no numbered id)
 _DP_NOISE_TAG = 0x5EED  # DP-FedAvg's noise stream's last key
 
@@ -57,6 +59,12 @@ def dropout(seed: int, round_num: int, client_id: int) -> np.ndarray:
     int64); engine=fast's step i folds ``i`` into it."""
     entropy = [seed, DROPOUT, round_num, client_id & 0xFFFFFFFF]
     return np.random.SeedSequence(entropy).generate_state(2, np.uint32).astype(np.int64)
+
+
+def holdout(seed: int, client_id: int) -> np.random.Generator:
+    """Which of a client's training examples are held out as its own test data (``holdout``),
+    the same in every round and whatever the other clients hold."""
+    return np.random.default_rng([seed, HOLDOUT, client_id])
 
 
 def quantization(seed: int, round_num: int, client_id: int) -> np.random.Generator:

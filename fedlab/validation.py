@@ -198,6 +198,12 @@ def validate(run: RunConfig) -> None:
             "callbacks.evaluation is required: a run's result (its test accuracy, rounds to "
             "target) comes from it; allowed: keep it, with eval_every=N to evaluate every N rounds"
         )
+    if run.holdout > 0 and "personalized" not in run.callbacks:
+        raise ConfigError(
+            f"holdout={run.holdout} holds out training examples that only "
+            "callbacks.personalized evaluates, and the run's callbacks leave it out; allowed: "
+            "holdout=0, or keep callbacks.personalized"
+        )
     _check_placement(run)
     _check_local_work_fits(run)
 

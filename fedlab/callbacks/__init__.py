@@ -20,6 +20,7 @@ from fedlab.callbacks.base import (
 from fedlab.callbacks.checkpoint import CheckpointCallback
 from fedlab.callbacks.communication import CommunicationCallback
 from fedlab.callbacks.evaluation import EvaluationCallback
+from fedlab.callbacks.personalized import PersonalizedCallback
 from fedlab.callbacks.privacy import PrivacyCallback
 from fedlab.callbacks.progress import ProgressCallback
 from fedlab.callbacks.target import TargetCallback, TimingCallback
@@ -32,6 +33,7 @@ __all__ = [
     "CheckpointCallback",
     "CommunicationCallback",
     "EvaluationCallback",
+    "PersonalizedCallback",
     "PrivacyCallback",
     "Progress",
     "ProgressCallback",

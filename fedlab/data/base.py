@@ -34,6 +34,9 @@ class DatasetSpec(Plugin):
     pad_label: ClassVar[int | None] = None
     # Whether each example has one class label, which label partitions (shards, ...) sort by.
     example_labels: ClassVar[bool] = True
+    # Whether its test clients are other clients than its training ones (TFF's CIFAR-100): then
+    # no training client has test data of its own, even under partition=natural.
+    separate_test_clients: ClassVar[bool] = False
 
     @classmethod
     def num_natural_clients(cls, cfg: Any) -> int | None:
@@ -70,6 +73,10 @@ class FederatedDataset:
 
     ``test_clients`` (natural datasets only): each evaluated client's test examples, as indices
     into ``x_test`` / ``y_test``, for federated evaluation; None: a centralised test set.
+    ``own_test_clients``: whether ``test_clients[i]`` is training client ``i``'s own test split
+    (partition=natural, on a dataset whose test clients are its training clients).
+    ``holdout_clients`` (``holdout > 0``): each client's held-out examples, indices into
+    ``x_train`` / ``y_train`` that ``clients`` leaves out: its own test data, never trained on.
     ``pad_label``: see ``DatasetSpec.pad_label``.
     """
 
@@ -83,6 +90,8 @@ class FederatedDataset:
     num_classes: int
     test_clients: list[np.ndarray] | None = None
     pad_label: int | None = None
+    own_test_clients: bool = False
+    holdout_clients: list[np.ndarray] | None = None
 
     @property
     def num_clients(self) -> int:

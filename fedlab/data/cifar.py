@@ -420,6 +420,7 @@ class Cifar100(DatasetSpec):
     input_shape = IMAGE_SHAPE
     num_classes = CIFAR100_CLASSES
     natural_clients = 500  # TFF's training clients (and 100 test clients)
+    separate_test_clients = True
 
     @classmethod
     def num_natural_clients(cls, cfg: Cifar100Config) -> int | None:
