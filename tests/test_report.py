@@ -391,3 +391,77 @@ def test_federated_runs_get_the_spread_over_clients(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert_png(out / "client_accuracy.png")
     assert "![test accuracy over clients](client_accuracy.png)" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_personalized_runs_get_both_ecdfs_and_a_column(tmp_path: Path) -> None:
+    """Ditto and FedAvg with the same held-out examples, through the command line: the report
+    draws the global model's and each client's own model's ECDFs side by side, and its table
+    gets each configuration's personalized accuracy (the runs' last one)."""
+    from PIL import Image
+
+    common = [
+        "model=logreg", "client_optimizer=sgd", "client_optimizer.lr=0.05",
+        "server_optimizer=sgd", "num_clients=10", "C=0.3", "B=20", "holdout=0.2", "rounds=2",
+        "tracking.log_model=false",
+    ]  # fmt: skip
+    for algorithm in ("fedavg", "ditto"):
+        done = run_cli(*common, f"algorithm={algorithm}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "fedlab"]
+    logged = {
+        r.data.params["algorithm.name"]: r.data.metrics["eval/personalized_accuracy"]
+        for r in client.search_runs([experiment.experiment_id])
+    }
+    out = tmp_path / "report"
+    result = run_cli("--out", str(out), cwd=tmp_path, timeout=300, module="fedlab.report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_png(out / "client_accuracy.png")
+    with Image.open(out / "client_accuracy.png") as image:
+        assert image.width >= 1500  # two panels side by side (one is 768 pixels wide)
+    table = read_csv(out / "summary.csv")
+    assert len(table) == 2
+    for name, row in table.items():
+        algorithm = "ditto" if "ditto" in name else "fedavg"
+        assert float(row["personalized_accuracy_mean"]) == pytest.approx(logged[algorithm])
+    summary = (out / "summary.md").read_text()
+    assert "| personalized accuracy |" in summary
+    assert "![test accuracy over clients](client_accuracy.png)" in summary
+
+
+def test_personalized_records_make_two_panels_and_a_column(tmp_path: Path) -> None:
+    """The report's part alone, from RunSeries as reading.py makes them."""
+    from PIL import Image
+
+    from fedlab.report.grouping import Report, group
+    from fedlab.report.reading import RunSeries
+    from fedlab.report.writing import write
+
+    def series(algorithm: str, seed: int, own: list[float], pooled: float) -> RunSeries:
+        params = real_params(*PAPER_2NN, f"seed={seed}", f"algorithm={algorithm}")
+        return RunSeries(
+            run_id=f"{algorithm}{seed}", name=algorithm, params=params,
+            accuracy={0: 0.1, 2: 0.8}, total_mb={2: 1.0}, rounds_to_target=None,
+            personalized={
+                "round": 2, "clients": [0, 1, 2], "personalized": own,
+                "global": [0.5, 0.6, 0.7], "pooled": {"personalized": pooled, "global": 0.6},
+            },
+        )  # fmt: skip
+
+    runs = [
+        series("fedavg", 0, [0.5, 0.6, 0.7], 0.6),
+        series("ditto", 0, [0.8, 0.9, 0.95], 0.88),
+        series("ditto", 1, [0.7, 0.9, 1.0], 0.86),
+    ]
+    write(Report("test", group(runs), []), tmp_path)
+    assert_png(tmp_path / "client_accuracy.png")
+    with Image.open(tmp_path / "client_accuracy.png") as image:
+        assert image.width >= 1500
+    table = {
+        name.rsplit("algorithm=", 1)[1]: row
+        for name, row in read_csv(tmp_path / "summary.csv").items()
+    }
+    assert float(table["ditto"]["personalized_accuracy_mean"]) == pytest.approx(0.87)
+    assert float(table["fedavg"]["personalized_accuracy_mean"]) == pytest.approx(0.6)
+    assert "| final accuracy | personalized accuracy |" in (tmp_path / "summary.md").read_text()

@@ -92,6 +92,10 @@ class Configuration:
     def mb_total(self) -> Stat:
         return Stat([r.mb_total for r in self.runs if r.mb_total is not None])
 
+    def personalized_accuracy(self) -> Stat:
+        """Personalized evaluation's last pooled accuracy of each client's own model."""
+        return Stat([r.personalized["pooled"]["personalized"] for r in self.runs if r.personalized])
+
     def curve(self) -> tuple[list[int], list[float], list[float], list[float]]:
         """Rounds, and the mean, min and max test accuracy over the seeds evaluated there."""
         rounds = sorted({step for r in self.runs for step in r.accuracy})

@@ -26,6 +26,9 @@ ROUNDS_TO_TARGET = "rounds_to_target"
 EPSILON = "privacy/epsilon"
 CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
+PERSONALIZED_MEAN = "eval/personalized_accuracy_mean"  # logged by personalized evaluation only
+# fedlab.callbacks.personalized.PERSONALIZED_ACCURACY
+PERSONALIZED_ACCURACY = "personalized_accuracy.json"
 
 
 @dataclass
@@ -41,6 +44,10 @@ class RunSeries:
     epsilon: dict[int, float] = field(default_factory=dict)  # privacy spent by round (DP runs)
     # Federated evaluation's last accuracy of each evaluated client (natural datasets).
     client_accuracy: list[float] = field(default_factory=list)
+    # Personalized evaluation's last record (personalized_accuracy.json): each evaluated
+    # client's accuracy with its own model (``personalized``) and the global one (``global``)
+    # on its own test data, and both pooled (``pooled``); empty without one.
+    personalized: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> str:
@@ -101,6 +108,11 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                     if CLIENT_MEAN in run.data.metrics
                     else []
                 ),
+                personalized=(
+                    _artifact_json(client, run.info.run_id, PERSONALIZED_ACCURACY) or {}
+                    if PERSONALIZED_MEAN in run.data.metrics
+                    else {}
+                ),
             )
         )
     return series, left_out
@@ -109,11 +121,17 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
 def _client_accuracy(client: MlflowClient, run_id: str) -> list[float]:
     """The run's ``client_accuracy.json`` (empty where it has none: a run that ended before
     fedlab logged it)."""
-    if not any(f.path == CLIENT_ACCURACY for f in client.list_artifacts(run_id)):
-        return []
+    record = _artifact_json(client, run_id, CLIENT_ACCURACY)
+    return [float(a) for a in record["accuracy"]] if record else []
+
+
+def _artifact_json(client: MlflowClient, run_id: str, name: str) -> Any:
+    """A JSON artifact of the run; None where it has none."""
+    if not any(f.path == name for f in client.list_artifacts(run_id)):
+        return None
     with tempfile.TemporaryDirectory() as where:
-        path = client.download_artifacts(run_id, CLIENT_ACCURACY, where)
-        return [float(a) for a in json.loads(Path(path).read_text())["accuracy"]]
+        path = client.download_artifacts(run_id, name, where)
+        return json.loads(Path(path).read_text())
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:

@@ -31,9 +31,25 @@ HEADER = (
 )
 
 
+# After "final accuracy", for configurations with personalized evaluation.
+PERSONALIZED = "personalized accuracy"
+
+
+def personalized(configurations: Sequence[Configuration]) -> bool:
+    return any(r.personalized for c in configurations for r in c.runs)
+
+
+def header(configurations: Sequence[Configuration]) -> tuple[str, ...]:
+    if not personalized(configurations):
+        return HEADER
+    at = HEADER.index("final accuracy") + 1
+    return (*HEADER[:at], PERSONALIZED, *HEADER[at:])
+
+
 def rows(configurations: Sequence[Configuration]) -> list[tuple[str, ...]]:
     """The table's rows, as text."""
     out = []
+    extra = personalized(configurations)
     for c in configurations:
         reached = c.rounds_to_target()
         out.append(
@@ -42,6 +58,7 @@ def rows(configurations: Sequence[Configuration]) -> list[tuple[str, ...]]:
                 ", ".join(c.seeds),
                 c.rounds,
                 c.final_accuracy().text(4),
+                *([c.personalized_accuracy().text(4)] if extra else []),
                 reached.text(1) if reached.n else "not reached",
                 f"{reached.n}/{len(c.runs)}",
                 c.mb_to_target().text(1, thousands=True),
@@ -53,7 +70,8 @@ def rows(configurations: Sequence[Configuration]) -> list[tuple[str, ...]]:
 
 
 def markdown_table(configurations: Sequence[Configuration]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    columns = header(configurations)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += [
         "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
         for row in rows(configurations)
@@ -78,7 +96,13 @@ def markdown(report: Report) -> str:
             "average only the seeds that reached the target (*reached*: how many did); a seed "
             "that never reached it is counted there, not averaged in. *MB*: model broadcast and "
             "uploads, cumulative (comm/total_mb). *Paper*: McMahan et al. 2017, where the "
-            "configuration is one of its settings (n/a: it is not).",
+            "configuration is one of its settings (n/a: it is not)."
+            + (
+                " *Personalized accuracy*: each evaluated client's own model on its own test "
+                "data, pooled, at the last evaluation (eval/personalized_accuracy)."
+                if personalized(report.configurations)
+                else ""
+            ),
             "",
             f"![test accuracy against rounds]({FIGURE})",
         ]
@@ -107,6 +131,11 @@ def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
         "target_accuracy",
         "final_accuracy_mean",
         "final_accuracy_std",
+        *(
+            ["personalized_accuracy_mean", "personalized_accuracy_std"]
+            if personalized(configurations)
+            else []
+        ),
         "rounds_to_target_mean",
         "rounds_to_target_std",
         "reached",
@@ -132,8 +161,16 @@ def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
                 c.mb_to_target(),
                 c.mb_total(),
             )
+            extra = {}
+            if personalized(configurations):
+                own = c.personalized_accuracy()
+                extra = {
+                    "personalized_accuracy_mean": num(own.mean),
+                    "personalized_accuracy_std": num(own.std),
+                }
             writer.writerow(
                 {
+                    **extra,
                     "configuration": c.label,
                     **dict(c.items),
                     "runs": len(c.runs),
