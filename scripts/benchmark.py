@@ -387,14 +387,10 @@ def _mnist_model(name: str):
 
 
 def _run_config(path: str, args):
-    """fedlab's config of the notebook round for engine ``path``, as the CLI composes it, with
-    ``--algorithm`` and ``--client-optimizer``."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    """fedlab's config of the notebook round for engine ``path``, as the CLI composes and checks
+    it, with ``--algorithm`` and ``--client-optimizer``."""
+    import fedlab
 
-    from fedlab.config import register_configs
-
-    register_configs()
     if args.workload == "shakespeare":
         overrides = [
             f"engine={path}",
@@ -404,8 +400,7 @@ def _run_config(path: str, args):
             f"algorithm={args.algorithm}",
             *args.set,
         ]
-        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-            return OmegaConf.to_object(compose("config", overrides=overrides))
+        return fedlab.compose(overrides)
     client = args.client_optimizer
     client_lr = NOTEBOOK["client_adam_lr"] if client == "adam" else args.client_sgd_lr
     overrides = [
@@ -419,8 +414,7 @@ def _run_config(path: str, args):
         f"num_clients={args.num_clients}",
         *args.set,
     ]
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(compose("config", overrides=overrides))
+    return fedlab.compose(overrides)
 
 
 def _ceiling(tf, np, dataset, args) -> dict:
