@@ -43,6 +43,8 @@ Each path runs ``--warmup`` round(s), then ``--rounds`` timed rounds. Printed pe
   peak RSS MB    the highest sum of resident memory over the child and all its descendants
                  (TFF's worker_binary included), sampled every 0.1 s
   vs ref         s/round divided by the reference's
+and, for the fast path, the median CPU seconds its process spent on a round (all its threads):
+on a machine shared with other work, a steadier comparison of two algorithms than wall time.
 
 ``--clients 100,3400`` runs each path once per K (synthetic clients of 600 MNIST examples
 re-used, 10 clients a round): a round must cost the same whatever the total number of clients.
@@ -319,17 +321,19 @@ def child(args: argparse.Namespace) -> None:
                 return out.state, out.train_loss
 
         times, losses, history, round_examples = [], [], {}, []
+        cpu_times = []  # CPU seconds of this process (engine=fast computes here, TFF elsewhere)
         total_rounds = args.warmup + args.rounds if not args.to_accuracy else args.max_rounds
         started = time.time()
         reached = None
         client_states: dict = {}  # SCAFFOLD's control variates, in memory
         for round_num in range(1, total_rounds + 1):
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             if round_num == 1:
                 marks["first_round_start"] = time.time()
             work = _round_clients(dataset, clients, sampler, round_num, client_states, workload)
             state, loss = one_round(state, work)
             times.append(time.perf_counter() - tick)
+            cpu_times.append(time.process_time() - cpu_tick)
             round_examples.append(sum(len(w.x) for w in work) * workload["epochs"])
             losses.append(loss)
             if round_num == 1:
@@ -360,6 +364,7 @@ def child(args: argparse.Namespace) -> None:
                 "num_clients": len(clients),
                 "round_s": times[args.warmup :] if not args.to_accuracy else times,
                 "warmup_s": times[: args.warmup],
+                "round_cpu_s": cpu_times[args.warmup :] if not args.to_accuracy else cpu_times,
                 "round_examples": round_examples[args.warmup :]
                 if not args.to_accuracy
                 else round_examples,
@@ -820,6 +825,13 @@ def main(argv=None) -> None:
         report["paths"] = rows
         print()
         print_table(rows)
+        for r in rows:
+            if r.get("path") == "fast" and r.get("round_cpu_s"):
+                print(
+                    f"fast path, K={r['num_clients']}: "
+                    f"{statistics.median(r['round_cpu_s']):.2f} CPU s/round in its process "
+                    "(median; less moved by other work on the machine than wall time)"
+                )
         if not args.no_ceiling:
             print("... FLOP ceiling", flush=True)
             ceiling = run_child("ceiling", args, 100)

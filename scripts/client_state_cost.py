@@ -1,11 +1,16 @@
 #!/usr/bin/env python
-"""What an algorithm's per-client state (SCAFFOLD's control variates) costs: memory, disk, and
-the time a round's checkpoint spends writing it.
+"""What an algorithm's per-client state (SCAFFOLD's control variates, Ditto's personal models,
+FedPer's heads) costs: memory, disk, and the time a round's checkpoint spends writing it.
 
 Usage (from the repository root):
 
     ./.venv/bin/python scripts/client_state_cost.py                  # CNN K=100, 2NN K=3400
     ./.venv/bin/python scripts/client_state_cost.py --cases cnn:100 --dir /tmp/states
+    ./.venv/bin/python scripts/client_state_cost.py --algorithm fedper   # the kept head only
+
+``--algorithm``: whose state's shapes: ``scaffold`` and ``ditto`` keep a model-sized state per
+client (c_i; v_k), ``fedper`` the arrays of its top ``--personal-layers`` layers, as
+``fedlab.algorithms.fedper.FedPer`` chooses them on the built model.
 
 For each model and K it fills a real ``fedlab.core.client_state.ClientStateStore`` the way a run
 does: every round m=10 clients (C=0.1 of 100, or 10 of 3,400) get a new model-sized state, and
@@ -33,18 +38,35 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def shapes_of(model: str) -> list[tuple[int, ...]]:
+def shapes_of(model: str, algorithm: str = "scaffold", personal_layers: int = 1) -> list:
+    """The shapes of one client's state: the model's trainable arrays, or FedPer's head."""
     from fedlab.data.mnist import Mnist
     from fedlab.models import build_model
 
     keras_model = build_model(model, Mnist.input_shape, Mnist.num_classes)
-    return [tuple(w.shape) for w in keras_model.trainable_weights]
+    shapes = [tuple(w.shape) for w in keras_model.trainable_weights]
+    if algorithm != "fedper":
+        return shapes
+    from fedlab.algorithms.fedper import FedPer, FedPerConfig
+    from fedlab.backends.fast.functional import functional_model
+
+    fedper = FedPer(FedPerConfig(name="fedper", personal_layers=personal_layers), None, 0)
+    layer_of = functional_model(keras_model).layer_of
+    fedper.bind_model(layer_of[: len(shapes)])
+    return [s for s, own in zip(shapes, fedper.head, strict=True) if own]
 
 
-def measure(model: str, num_clients: int, per_round: int, directory: Path) -> dict:
+def measure(
+    model: str,
+    num_clients: int,
+    per_round: int,
+    directory: Path,
+    algorithm: str = "scaffold",
+    personal_layers: int = 1,
+) -> dict:
     from fedlab.core.client_state import ClientStateStore
 
-    shapes = shapes_of(model)
+    shapes = shapes_of(model, algorithm, personal_layers)
     store = ClientStateStore(directory)
     rng = np.random.default_rng(0)
     commits, order = [], rng.permutation(num_clients)
@@ -58,6 +80,7 @@ def measure(model: str, num_clients: int, per_round: int, directory: Path) -> di
         commits.append(time.perf_counter() - tick)
     one = sum(int(np.prod(s)) * 4 for s in shapes)
     return {
+        "algorithm": algorithm,
         "model": model,
         "K": num_clients,
         "clients_per_round": per_round,
@@ -77,18 +100,28 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary folder)")
+    parser.add_argument(
+        "--algorithm",
+        default="scaffold",
+        choices=("scaffold", "ditto", "fedper"),
+        help="whose per-client state (scaffold, ditto: model-sized; fedper: the kept head)",
+    )
+    parser.add_argument("--personal-layers", type=int, default=1, help="fedper's (1)")
     args = parser.parse_args(argv)
     print(f"CPU: {_cpu()}")
     for case in args.cases.split(","):
         model, k = case.split(":")
         directory = Path(tempfile.mkdtemp(prefix="fedlab-states-", dir=args.dir))
         try:
-            r = measure(model, int(k), args.per_round, directory)
+            r = measure(
+                model, int(k), args.per_round, directory, args.algorithm, args.personal_layers
+            )
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         print(
-            f"{r['model']} K={r['K']}: {r['state_bytes_per_client'] / 1e6:.2f} MB a client; "
-            f"{r['files']} files, {r['disk_bytes'] / 1e9:.2f} GB on disk; a round's commit of "
+            f"{r['algorithm']}, {r['model']} K={r['K']}: "
+            f"{r['state_bytes_per_client'] / 1e6:.4f} MB a client; "
+            f"{r['files']} files, {r['disk_bytes'] / 1e9:.3f} GB on disk; a round's commit of "
             f"{r['clients_per_round']} clients: {r['commit_s_median']:.3f} s median, "
             f"{r['commit_s_max']:.3f} s max over {r['rounds']} rounds"
         )
