@@ -44,7 +44,7 @@ import numpy as np
 
 from fedlab import streams
 from fedlab.callbacks.base import CALLBACKS, Callback, CallbackConfig
-from fedlab.errors import ConfigError
+from fedlab.errors import ConfigError, UserError
 
 # The artifact: the last personalized evaluation's accuracy of each evaluated client.
 PERSONALIZED_ACCURACY = "personalized_accuracy.json"
@@ -165,7 +165,7 @@ class PersonalizedCallback(Callback):
         elif data.own_test_clients:
             x, y, examples = data.x_test, data.y_test, data.test_clients
         else:  # the config check refuses this; a dataset loaded otherwise than it said
-            raise ConfigError(
+            raise UserError(
                 f"callbacks.personalized: the clients of dataset={run.cfg.dataset.name} have no "
                 "test data of their own; allowed: holdout=F with 0 < F < 1"
             )
