@@ -14,9 +14,9 @@ client sampling           (seed, 1, round)                             fedlab.co
 local data order          (seed, 2, round, client)                     fedlab.core.sampling
 evaluation sample         (seed, 3)                                    fedlab.callbacks.evaluation
 dropout (engine=fast)     (seed, 4, round, client mod 2**32) -> 2 ints fedlab.backends.fast
-held-out examples         (seed, 5, client)                            fedlab.data.federate
 stochastic quantization   (seed, round, client, 0xC0DE)                fedlab.compression
 DP-FedAvg's noise         (seed, noise round, 0x5EED)                  fedlab.privacy.dp_fedavg
+held-out examples         (seed, 8, client)                            fedlab.data.federate
 ========================  ===========================================  ==========================
 """
 
@@ -29,7 +29,7 @@ SAMPLING = 1
 CLIENT_ORDER = 2
 EVALUATION = 3
 DROPOUT = 4
-HOLDOUT = 5
+HOLDOUT = 8  # 5-7 are the attacks' (issue 20's branches were written side by side)
 _QUANTIZATION_TAG = 0xC0DE  # the compression stream's last key (it has no numbered id)
 _DP_NOISE_TAG = 0x5EED  # DP-FedAvg's noise stream's last key
 
