@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from fedlab import streams
 from fedlab.data.base import DATASETS, FederatedDataset
 from fedlab.data.partition import PARTITIONS, PartitionInput
@@ -51,4 +53,12 @@ def federate(run: Any) -> FederatedDataset:
         num_classes=int(spec.num_classes_of(run.dataset)),
         test_clients=test_clients,
         pad_label=spec.pad_label,
+        dealt_positions=(
+            None
+            if assignment.dealt is None
+            else [
+                np.searchsorted(mine, dealt)
+                for mine, dealt in zip(assignment.clients, assignment.dealt, strict=True)
+            ]
+        ),
     )
