@@ -158,6 +158,12 @@ def unknown_key_message(group: str, key: str, value: Any, chosen: str, registry:
         return {f.name for f in fields(entry.Config)}
 
     kind = group.split(".")[0]
+    if chosen in registry and key in keys_of(registry.get(chosen)):
+        # The option has the key; its YAML file does not set it, so Hydra wants a "+".
+        return (
+            f"{group}.{key} is not in {kind}={chosen}'s YAML file; set it with "
+            f"+{group}.{key}={value}"
+        )
     users = [n for n, e in registry.items() if key in keys_of(e)]
     if users and "." not in group:
         return (

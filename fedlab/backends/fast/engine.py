@@ -505,6 +505,16 @@ class FastEngine:
     def _client_hparams(self) -> dict[str, np.float32]:
         return {k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())}
 
+    def _round_hparams(self, state: FastState, round_num: int) -> dict[str, np.float32]:
+        """The client optimizer's hyperparameters in round ``round_num``: the state's (TFF's
+        layout keeps them there), with the learning rate its schedule gives for the round; the
+        state itself keeps the base rate, so a checkpoint does not depend on the round."""
+        hparams = state.client_hparams or self._client_hparams()
+        if getattr(self.client_optimizer.cfg, "lr_decay", 1) == 1:
+            return hparams
+        lr = self.client_optimizer.cfg.learning_rate_at(round_num)
+        return {**hparams, "learning_rate": np.float32(lr)}
+
     @property
     def trainable_shapes(self) -> list[tuple[int, ...]]:
         return list(self.model.shapes[: self.model.num_trainable])
@@ -516,7 +526,7 @@ class FastEngine:
         k = self.model.num_trainable
         broadcast = Broadcast(
             weights=[np.asarray(w) for w in state.weights[:k]],
-            client_hparams=state.client_hparams or self._client_hparams(),
+            client_hparams=self._round_hparams(state, clients[0].round_num),
             algorithm=state.algorithm,
             aggregator=state.aggregator,
         )
