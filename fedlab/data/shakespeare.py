@@ -338,27 +338,19 @@ def _corpus_from_sqlite(path: Path) -> ShakespeareCorpus:
         rows = db.execute(
             "SELECT client_id, split_name, serialized_example_proto FROM examples ORDER BY rowid"
         ).fetchall()
-    from fedlab.data.example_proto import example_class
-
-    Example = example_class()  # noqa: N806 (a message class)
-
+    rows = [
+        (client_id, split, blob) for client_id, split, blob in rows if split in ("train", "test")
+    ]
+    snippets = tff_sqlite.parse_examples(
+        [blob for _, _, blob in rows],
+        [client_id for client_id, _, _ in rows],
+        {"snippets": ((), "bytes")},
+        label,
+        "'snippets': not TFF's shakespeare.sqlite",
+    )["snippets"]
     splits: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
-    for client_id, split, blob in rows:
-        if split not in splits:
-            continue
-        example = Example()
-        try:
-            example.ParseFromString(blob)
-            feature = example.features.feature["snippets"].bytes_list.value
-        except Exception as err:  # a corrupt blob: protobuf's DecodeError
-            raise DataSourceError(f"{label}: a corrupt example of client {client_id!r}") from err
-        if "snippets" not in example.features.feature or len(feature) != 1:
-            keys = sorted(example.features.feature)
-            raise DataSourceError(
-                f"{label}: examples have features {keys}, not 'snippets': "
-                "not TFF's shakespeare.sqlite"
-            )
-        splits[split].setdefault(client_id, []).append(feature[0].decode("utf-8", "replace"))
+    for (client_id, split, _), snippet in zip(rows, snippets, strict=True):
+        splits[split].setdefault(client_id, []).append(snippet.decode("utf-8", "replace"))
     train, test = splits["train"], splits["test"]
     ids = [c for c in train if c in test]
     if not ids:
