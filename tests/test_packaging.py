@@ -149,8 +149,9 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeou
 @pytest.mark.slow
 def test_the_wheel_installs_from_the_lock_and_runs_outside_the_checkout(tmp_path) -> None:
     uv = Path(sys.executable).with_name("uv")  # the dev group's
-    # The wheel: the package, the configs mapped into it, TFF's worker shim, the two commands.
-    _run(uv, "build", "--wheel", "--out-dir", tmp_path / "dist", REPO, cwd=REPO)
+    # The wheel, built from the sdist as an installer does (and no build/ left in the checkout):
+    # the package, the configs mapped into it, TFF's worker shim, the two commands.
+    _run(uv, "build", "--out-dir", tmp_path / "dist", REPO, cwd=REPO)
     (wheel,) = (tmp_path / "dist").glob("fedlab_hydra-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
