@@ -34,8 +34,11 @@ if [[ -z "$uv" ]] || ! uv_recent "$uv"; then
     fi
   fi
 fi
-echo "fedlab: creating .venv from uv.lock (first use: one to two minutes) ..." >&2
-# --compile-bytecode: Python then reads .pyc files even where PYTHONDONTWRITEBYTECODE=1 forbids
-# writing them (as on our CI machines); without it, importing TF and TFF took 22 s, with it 8 s.
-(cd "$root" && "$uv" sync --frozen --compile-bytecode --python "$python" --quiet)
+echo "fedlab: creating .venv from uv.lock (first use: up to a minute) ..." >&2
+# Python writes the .pyc files of what it imports on first use, unless PYTHONDONTWRITEBYTECODE
+# forbids it (as on our CI machines): then every import of TF and TFF compiled them again (22 s;
+# 8 s from .pyc files), so all are compiled now (35 to 60 s more here; docs/install.md).
+compile=()
+if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then compile=(--compile-bytecode); fi
+(cd "$root" && "$uv" sync --frozen "${compile[@]}" --python "$python" --quiet)
 touch "$stamp"
