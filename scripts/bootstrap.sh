@@ -40,5 +40,5 @@ echo "fedlab: creating .venv from uv.lock (first use: up to a minute) ..." >&2
 # 8 s from .pyc files), so all are compiled now (35 to 60 s more here; docs/install.md).
 compile=()
 if [[ -n "${PYTHONDONTWRITEBYTECODE:-}" ]]; then compile=(--compile-bytecode); fi
-(cd "$root" && "$uv" sync --frozen "${compile[@]}" --python "$python" --quiet)
+(cd "$root" && "$uv" sync --frozen ${compile[@]+"${compile[@]}"} --python "$python" --quiet)
 touch "$stamp"
