@@ -27,7 +27,7 @@ from typing import Any
 
 from fedlab.aggregators import Aggregator
 from fedlab.algorithms import Algorithm
-from fedlab.errors import UserError
+from fedlab.errors import NotInstalledError
 from fedlab.optimizers import Optimizer
 
 # engine name -> the package that implements it (imported on use: TFF costs seconds).
@@ -40,10 +40,6 @@ OPTIONAL = {
     "engine=tff": ("tensorflow_federated", "TensorFlow Federated", "tff", "engine=fast"),
     "placement=ray": ("ray", "Ray", "cluster", "placement=local"),
 }
-
-
-class NotInstalledError(UserError):
-    """An option whose packages are an extra this environment was installed without."""
 
 
 def check_installed(choice: str) -> None:
