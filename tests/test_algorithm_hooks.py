@@ -47,12 +47,12 @@ class _Doubled(Algorithm):
     def client_upload(self, update, weight, steps, client_state):
         return [u * np.float32(2) for u in update], weight
 
-    def server_aggregate(self, state, aggregate, uploads):
+    def server_aggregate(self, state, aggregate, uploads, weights):
         return [a / np.float32(2) for a in aggregate]
 
 
 class _OnlyDoubled(_Doubled):
-    def server_aggregate(self, state, aggregate, uploads):
+    def server_aggregate(self, state, aggregate, uploads, weights):
         return aggregate
 
 
@@ -98,6 +98,51 @@ def _uploads(algorithm_class) -> list[dict]:
 
     _round(Recording)
     return seen
+
+
+class _Counted(Algorithm):
+    """Uploads its local steps, and records what server_aggregate is given."""
+
+    seen: list = []
+
+    def client_result(self, update, steps, inputs, client_state, state):
+        return {"steps": [np.array(steps)]}, None
+
+    def client_upload(self, update, weight, steps, client_state):
+        return update, weight + 0.5  # not the examples: the weight the aggregator is given
+
+    def server_aggregate(self, state, aggregate, uploads, weights):
+        _Counted.seen.append(([int(u["steps"][0]) for u in uploads], list(weights)))
+        return aggregate
+
+
+def test_server_aggregate_gets_each_finite_clients_upload_and_weight_in_order() -> None:
+    # Sizes 7, 13, 20 and 9 in batches of 5: 2, 3, 4 and 2 steps; the second client diverges
+    # (NaN features), so it uploads nothing and its weight is not among those given.
+    _Counted.seen.clear()
+    clients = _clients((7, 13, 20, 9), 1, 5, seed=3, nan_clients=(1,))
+    _, _, out = _round(_Counted, clients=clients)
+    assert out.examples_trained == 7 + 20 + 9
+    assert _Counted.seen == [([2, 4, 2], [7.5, 20.5, 9.5])]
+
+
+def test_the_weights_travel_with_a_slices_partial_sum() -> None:
+    """placement=ray folds each slice into a partial sum where the clients train; the weights
+    server_aggregate is given come back with it, one per finite client."""
+    from fedlab.aggregators import AGGREGATORS
+    from fedlab.backends.fast.engine import ClientResult, fold_slice
+
+    mean = AGGREGATORS.get("mean")(AGGREGATORS.get("mean").Config(name="mean"))
+    metrics = np.zeros(4, np.float32)
+    results = [
+        ClientResult([np.ones(2, np.float32)], 3.0, metrics, 3, {"i": [np.zeros(1)]}, None, 8),
+        ClientResult(None, 0.0, metrics, 0, {}, None, 8),  # not finite
+        ClientResult([np.ones(2, np.float32)], 5.0, metrics, 5, {"i": [np.ones(1)]}, None, 8),
+    ]
+    work = _clients((3, 4, 5), 1, 5, seed=1)
+    folded = fold_slice(work, results, mean, {})
+    assert folded.updates is None and folded.partial is not None
+    assert folded.weights == [3.0, 5.0] and len(folded.uploads) == 2
 
 
 class _Shifted(Algorithm):
