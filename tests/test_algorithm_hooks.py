@@ -5,9 +5,12 @@ on real clients of unequal sizes (logistic regression, client and server SGD).""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedlab.algorithms import Algorithm
 from fedlab.core.types import ClientWork
+from fedlab.errors import ConfigError
+from tests.conftest import checked
 from tests.engines import make_fast
 from tests.test_fast import _clients, opt
 
@@ -211,3 +214,19 @@ def test_a_personal_model_is_trained_and_kept() -> None:
     for personal, new_global in zip(kept, _weights(engine, out), strict=True):
         np.testing.assert_allclose(personal, new_global, rtol=1e-6, atol=1e-7)
     assert engine.algorithm.personal_model(None, kept) is kept
+
+
+class _OnTheMean(Algorithm):
+    needs_mean = True
+
+
+def test_needs_mean_refuses_a_robust_aggregator_in_one_line() -> None:
+    summed = checked("aggregator=mean")
+    _OnTheMean.check(summed.algorithm, summed)  # a sum: allowed
+    for robust in ("median", "trimmed_mean"):
+        run = checked(f"aggregator={robust}")
+        with pytest.raises(ConfigError) as info:
+            _OnTheMean.check(run.algorithm, run)
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"aggregator={robust}" in message and "allowed: aggregator=mean" in message
