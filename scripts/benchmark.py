@@ -423,15 +423,11 @@ def _overrides(path: str, args) -> list[str]:
 
 
 def _run_config(path: str, args):
-    """fedlab's config of the notebook round for engine ``path``, as the CLI composes it."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    """fedlab's checked config of the notebook round for engine ``path``, as the CLI makes it
+    (each plug-in group converted to its option's schema, as ``round_parts`` takes it)."""
+    from fedlab.api import compose
 
-    from fedlab.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(compose("config", overrides=_overrides(path, args)))
+    return compose(_overrides(path, args))
 
 
 def _check_configs(args) -> None:
@@ -781,18 +777,15 @@ def main(argv=None) -> None:
     per_example = functional_model(model).training_flops_per_example
     per_round = per_example * examples
     print(f"workload: {workload}")
+    client_lr = f" (lr {args.client_sgd_lr})" if args.client_optimizer == "sgd" else ""
     optimizers = (
-        f"client_optimizer={args.client_optimizer}, server_optimizer={args.server_optimizer}"
+        f"client_optimizer={args.client_optimizer}{client_lr}, "
+        f"server_optimizer={args.server_optimizer}"
         if args.workload == "notebook"
         else "client SGD 1.47, server SGD 1.0 (experiment=table2_shakespeare)"
     )
     print(
         f"fedlab paths (tff, fast): algorithm={args.algorithm}, {optimizers}"
-        + (
-            f" (lr {args.client_sgd_lr})"
-            if args.client_optimizer == "sgd" and args.workload == "notebook"
-            else ""
-        )
         + (f", {' '.join(args.set)}" if args.set else "")
     )
     print(
