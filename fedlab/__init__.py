@@ -1,4 +1,4 @@
-"""fedlab: Hydra-configured federated-learning experiments on TensorFlow Federated, in MLflow."""
+"""fedlab: Hydra-configured federated-learning experiments on TensorFlow, tracked in MLflow."""
 
 import os
 

@@ -38,7 +38,9 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# conf/ at the repository's top level is the package fedlab.conf (pyproject.toml maps it), in a
+# wheel and in the checkout's editable install alike.
+@hydra.main(version_base="1.3", config_path="pkg://fedlab.conf", config_name="config")
 def task(dict_cfg: DictConfig) -> float | None:
     """One run; returns its ``objective`` (the value a sweeper optimizes), or None for a run
     that diverged in a sweep."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from fedlab.config import RunConfig, hydra_overrides, register_configs
 from fedlab.errors import ConfigError
 
-# The config directory of fedlab's own options (conf/ at the repository's top).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+# fedlab's own options: conf/ at the repository's top, the package fedlab.conf (pyproject.toml
+# maps it), in a wheel and in the checkout alike.
+CONFIG_MODULE = "fedlab.conf"
 
 
 def _with_searchpath(overrides: list[str], config_dirs: Sequence[str | Path]) -> list[str]:
@@ -41,7 +42,7 @@ def compose(overrides: Sequence[str] = (), *, config_dirs: Sequence[str | Path] 
     line composes it; ``config_dirs``: the user's own config folders (options of their own
     plug-ins), searched after fedlab's. Bad input raises ``ConfigError`` with one line."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from omegaconf import open_dict
 
     from fedlab.describe import describe
@@ -50,7 +51,7 @@ def compose(overrides: Sequence[str] = (), *, config_dirs: Sequence[str | Path] 
     register_configs()
     overrides = _with_searchpath(hydra_overrides(list(overrides)), config_dirs)
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             composed = hydra_compose("config", overrides=overrides, return_hydra_config=True)
     except Exception as err:
         message = describe(err, overrides)

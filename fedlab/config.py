@@ -79,6 +79,13 @@ class ClientSampling(StrEnum):
     cyclic = "cyclic"
 
 
+class LocalOrder(StrEnum):
+    """The order in which a client visits its examples, epoch after epoch."""
+
+    shuffled = "shuffled"  # a fresh permutation every epoch, seeded (McMahan et al.)
+    stored = "stored"  # the order its partition dealt them, the same every round (the notebook)
+
+
 @dataclass
 class HardwareConfig:
     device: Device = Device.cpu
@@ -195,6 +202,7 @@ class RunConfig:
     holdout: float = 0.0
     target_accuracy: float = 0.99
     client_sampling: ClientSampling = ClientSampling.uniform
+    local_order: LocalOrder = LocalOrder.shuffled  # stored: the seed notebook's non-IID clients
     engine: Engine = Engine.fast  # what computes the rounds: same arithmetic, same metrics
     objective: Objective = Objective.best_accuracy  # what the run returns to a sweeper
     stop_at_target: bool = False  # end the run at the round it reaches target_accuracy

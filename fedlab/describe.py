@@ -80,11 +80,12 @@ def _plugin_key(dotted: str, overrides: Sequence[str]) -> str | None:
 
 def _default_option(group: str) -> str | None:
     """The option conf/config.yaml's defaults list chooses for ``group``."""
-    from pathlib import Path
+    from importlib.resources import files
 
     from omegaconf import OmegaConf
 
-    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "config.yaml")
+    # conf/ is the package fedlab.conf (pyproject.toml maps it), in a wheel and in the checkout.
+    config = OmegaConf.create(files("fedlab.conf").joinpath("config.yaml").read_text())
     for entry in config.get("defaults", []):
         if isinstance(entry, dict | DictConfig) and group in entry:
             return str(entry[group])

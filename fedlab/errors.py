@@ -9,7 +9,8 @@ names the value at fault and what is allowed; the entry point (``fedlab.describe
     ├── ConfigError        a configuration value outside what fedlab allows (at compose time)
     │   └── PartitionError a partition that cannot be made from these examples
     └── UserError          found while running: the data, a checkpoint, a worker, a cluster
-        ├── DataSourceError, CheckpointError, WorkerError, PlacementError, ReportError
+        ├── DataSourceError, CheckpointError, WorkerError, PlacementError, ReportError,
+        │   NotInstalledError (an option whose extra is not installed)
         └── DivergedError  training produced a non-finite loss or update
 """
 
@@ -52,6 +53,10 @@ class WorkerError(UserError):
 
 class PlacementError(UserError):
     """A round's clients could not be trained where ``placement`` put them (Ray)."""
+
+
+class NotInstalledError(UserError):
+    """An option whose packages are an extra this environment was installed without."""
 
 
 class ReportError(UserError):

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from fedlab import checkpoint, hardware
 from fedlab.backends import RoundParts
-from fedlab.config import RunConfig, as_tree, run_params
+from fedlab.config import LocalOrder, RunConfig, as_tree, run_params
 from fedlab.core.client_state import ClientStateStore
 from fedlab.core.loop import train
 from fedlab.core.sampling import ClientSampler, local_order
@@ -152,6 +153,22 @@ def round_parts(
         pad_label=pad_label,
         seed=cfg.seed,
     )
+
+
+def client_work_of(cfg: RunConfig, dataset: Any, store: ClientStateStore):
+    """``client_work(client_id, round_num)``: what a sampled client trains on in a round, its
+    examples in the order ``cfg.local_order`` says (``fedlab.core.sampling.local_order``, or the
+    order its partition dealt them, every epoch), with the state it kept."""
+
+    def client_work(client_id: int, round_num: int) -> ClientWork:
+        x, y = dataset.client_data(client_id)
+        if cfg.local_order is LocalOrder.stored:
+            order = np.tile(dataset.stored_order(client_id), (cfg.E, 1))
+        else:
+            order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
+        return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
+
+    return client_work
 
 
 def build_callbacks(cfg: RunConfig, setup: Any) -> list[Any]:
@@ -338,10 +355,7 @@ def _train(
         resumed.client_states if resumed is not None else None,
     )
 
-    def client_work(client_id: int, round_num: int) -> ClientWork:
-        x, y = dataset.client_data(client_id)
-        order = local_order(len(x), cfg.E, cfg.seed, round_num, client_id)
-        return ClientWork(x, y, order, cfg.B, client_id, store.get(client_id), round_num)
+    client_work = client_work_of(cfg, dataset, store)
 
     with contextlib.ExitStack() as stack:
         # The order of a run before placements existed, which engine=tff needs: the engine is

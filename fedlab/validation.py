@@ -158,6 +158,12 @@ def unknown_key_message(group: str, key: str, value: Any, chosen: str, registry:
         return {f.name for f in fields(entry.Config)}
 
     kind = group.split(".")[0]
+    if chosen in registry and key in keys_of(registry.get(chosen)):
+        # The option has the key; its YAML file does not set it, so Hydra wants a "+".
+        return (
+            f"{group}.{key} is not in {kind}={chosen}'s YAML file; set it with "
+            f"+{group}.{key}={value}"
+        )
     users = [n for n, e in registry.items() if key in keys_of(e)]
     if users and "." not in group:
         return (
@@ -206,6 +212,7 @@ def validate(run: RunConfig) -> None:
         )
     _check_placement(run)
     _check_local_work_fits(run)
+    _check_installed(run)
 
 
 def _check_option(group: str, chosen: Any, registry: Registry, run: RunConfig) -> None:
@@ -327,6 +334,15 @@ def _check_placement(run: RunConfig) -> None:
             f"(C={run.C}, num_clients={run.num_clients}): an actor would be idle; allowed: "
             f"1 <= placement.actors <= {m}"
         )
+
+
+def _check_installed(run: RunConfig) -> None:
+    """An engine or placement whose packages are an extra this environment lacks (TFF, Ray):
+    one line naming the extra, before anything loads."""
+    from fedlab.backends import check_installed
+
+    check_installed(f"engine={run.engine.value}")
+    check_installed(f"placement={run.placement.name.value}")
 
 
 def largest_client(run: RunConfig) -> int:

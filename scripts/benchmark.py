@@ -8,10 +8,17 @@ Usage (from the repository root):
     ./.venv/bin/python scripts/benchmark.py --paths fast --clients 100,3400   # scaling in K
     ./.venv/bin/python scripts/benchmark.py --to-accuracy --max-rounds 300    # long
     ./.venv/bin/python scripts/benchmark.py --workload shakespeare --paths tff,fast
+    ./.venv/bin/python scripts/benchmark.py --paths fast --algorithm feddyn \
+        --client-optimizer sgd --server-optimizer sgd      # another algorithm's round
 
 Workload: the notebook's configuration (McMahan et al. 2017's MNIST CNN, K=100 IID clients of
 600 examples, C=0.1 so 10 clients a round, B=10, E=1, client Adam 2e-4, server Adam 1e-3). Every
 path trains the same clients, in the same order of examples, in every round.
+
+``--algorithm NAME`` times fedlab's round of another algorithm on the same clients (tff and fast
+paths; the reference is TFF's FedAvg): ``--client-optimizer sgd`` and ``--server-optimizer sgd``
+(lr 1.0) replace the notebook's Adams where the algorithm needs them, and a recipe fedlab refuses
+(FedDyn with server Adam) stops the benchmark with fedlab's one-line error before any path runs.
 
 ``--workload shakespeare``: McMahan et al.'s Shakespeare round instead (the character LSTM,
 ``experiment=table2_shakespeare``'s setting: a client per speaking role of the Gutenberg texts,
@@ -391,13 +398,11 @@ def _mnist_model(name: str):
     return build_model(name, Mnist.input_shape, Mnist.num_classes)
 
 
-def _run_config(path: str, args):
-    """fedlab's config of the notebook round for engine ``path``, as the CLI composes and checks
-    it, with ``--algorithm`` and ``--client-optimizer``."""
-    import fedlab
-
+def _overrides(path: str, args) -> list[str]:
+    """fedlab's overrides of the notebook round for engine ``path``, with ``--algorithm``,
+    ``--client-optimizer`` and ``--server-optimizer``."""
     if args.workload == "shakespeare":
-        overrides = [
+        return [
             f"engine={path}",
             "experiment=table2_shakespeare",
             f"client_optimizer.lr={SHAKESPEARE['client_sgd_lr']}",
@@ -405,21 +410,43 @@ def _run_config(path: str, args):
             f"algorithm={args.algorithm}",
             *args.set,
         ]
-        return fedlab.compose(overrides)
     client = args.client_optimizer
     client_lr = NOTEBOOK["client_adam_lr"] if client == "adam" else args.client_sgd_lr
-    overrides = [
+    server = args.server_optimizer
+    server_lr = NOTEBOOK["server_adam_lr"] if server == "adam" else 1.0
+    return [
         f"engine={path}",
         f"model={NOTEBOOK['model']}",
         f"algorithm={args.algorithm}",
         f"client_optimizer={client}",
         f"client_optimizer.lr={client_lr}",
-        "server_optimizer=adam",
-        f"server_optimizer.lr={NOTEBOOK['server_adam_lr']}",
+        f"server_optimizer={server}",
+        f"server_optimizer.lr={server_lr}",
         f"num_clients={args.num_clients}",
         *args.set,
     ]
-    return fedlab.compose(overrides)
+
+
+def _run_config(path: str, args):
+    """fedlab's checked config of the notebook round for engine ``path``, as the CLI makes it
+    (each plug-in group converted to its option's schema, as ``round_parts`` takes it)."""
+    from fedlab.api import compose
+
+    return compose(_overrides(path, args))
+
+
+def _check_configs(args) -> None:
+    """Refuse, in fedlab's one line, a recipe fedlab would refuse (FedDyn with server Adam,
+    FedNova with client Adam), before any path starts."""
+    from fedlab.api import compose
+    from fedlab.errors import ConfigError
+
+    paths = [args.engine] if args.to_accuracy else args.paths.split(",")
+    for path in sorted(set(paths) & {"tff", "fast"}):
+        try:
+            compose(_overrides(path, args))
+        except ConfigError as err:
+            raise SystemExit(f"benchmark: {err}") from None
 
 
 def _ceiling(tf, np, dataset, args) -> dict:
@@ -526,6 +553,8 @@ def run_child(path: str, args: argparse.Namespace, num_clients: int, extra=()) -
         args.client_optimizer,
         "--client-sgd-lr",
         str(args.client_sgd_lr),
+        "--server-optimizer",
+        args.server_optimizer,
         *[f"--set={item}" for item in args.set],
         *extra,
     ]
@@ -692,9 +721,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--client-optimizer",
         default="adam",
         choices=("adam", "sgd"),
-        help="the notebook's client Adam (2e-4), or SGD (--client-sgd-lr; SCAFFOLD needs it)",
+        help="the notebook's client Adam (2e-4), or SGD (--client-sgd-lr; SCAFFOLD and FedNova "
+        "need it)",
     )
     parser.add_argument("--client-sgd-lr", type=float, default=0.05)
+    parser.add_argument(
+        "--server-optimizer",
+        default="adam",
+        choices=("adam", "sgd"),
+        help="the notebook's server Adam (1e-3), or SGD with lr 1.0 (FedAvg's; FedDyn needs it)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -720,6 +756,7 @@ def main(argv=None) -> None:
     if args.child:
         child(args)
         return
+    _check_configs(args)
     from fedlab.backends.fast.functional import functional_model
 
     workload = WORKLOADS[args.workload]
@@ -745,18 +782,15 @@ def main(argv=None) -> None:
     per_example = functional_model(model).training_flops_per_example
     per_round = per_example * examples
     print(f"workload: {workload}")
+    client_lr = f" (lr {args.client_sgd_lr})" if args.client_optimizer == "sgd" else ""
     optimizers = (
-        f"client_optimizer={args.client_optimizer}"
+        f"client_optimizer={args.client_optimizer}{client_lr}, "
+        f"server_optimizer={args.server_optimizer}"
         if args.workload == "notebook"
         else "client SGD 1.47, server SGD 1.0 (experiment=table2_shakespeare)"
     )
     print(
         f"fedlab paths (tff, fast): algorithm={args.algorithm}, {optimizers}"
-        + (
-            f" (lr {args.client_sgd_lr})"
-            if args.client_optimizer == "sgd" and args.workload == "notebook"
-            else ""
-        )
         + (f", {' '.join(args.set)}" if args.set else "")
     )
     print(
@@ -779,6 +813,7 @@ def main(argv=None) -> None:
             "algorithm": args.algorithm,
             "client_optimizer": args.client_optimizer,
             "client_sgd_lr": args.client_sgd_lr if args.client_optimizer == "sgd" else None,
+            "server_optimizer": args.server_optimizer,
             "overrides": args.set,
         },
         "flops_per_example": per_example,

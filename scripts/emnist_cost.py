@@ -10,9 +10,10 @@ It writes a synthetic ``emnist_all.sqlite`` of TFF 0.87's real size (``emnist.lo
 docstring: 3,400 writers, 671,585 training and 77,483 test examples in the splits ``all_train``
 and ``all_test``) in exactly TFF's format: the two tables of ``sql_client_data_utils
 .save_to_sql_client_data``, one row per example holding a serialized ``tf.train.Example`` with
-``label`` (int64) and ``pixels`` (784 float32 values ``k / 255``, random k). The blobs are made by
-the same protobuf message ``fedlab.data.example_proto`` reads (``tests/test_emnist.py`` checks
-the reader against files written by TFF's own writer; this file would take TFF's writer an hour).
+``label`` (int64) and ``pixels`` (784 float32 values ``k / 255``, random k). The blobs are
+TensorFlow's own ``tf.train.Example`` with the pixel bytes put in place (``tests/test_emnist.py``
+checks the reader against files written by TFF's own writer; this file would take TFF's writer an
+hour).
 Writer sizes are drawn from a log-normal, as real writers differ.
 
 Then, each in a fresh process, so that each peak is its own: (1) the first load, which parses
@@ -55,11 +56,11 @@ def writer_sizes(total: int, rng: np.random.Generator) -> np.ndarray:
 def templates() -> tuple[list[bytes], int]:
     """A serialized example per label 0..61 with zero pixels, and where its 3,136 pixel bytes
     start (the same in each: a label below 128 is one varint byte)."""
-    from fedlab.data.example_proto import example_class
+    import tensorflow as tf
 
     blobs = []
     for label in range(62):
-        example = example_class()()
+        example = tf.train.Example()
         example.features.feature["label"].int64_list.value.append(label)
         example.features.feature["pixels"].float_list.value.extend([0.0] * 784)
         blobs.append(example.SerializeToString())

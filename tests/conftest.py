@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -19,7 +19,7 @@ import fedlab
 from fedlab.config import RunConfig, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
+CONF = REPO / "conf"  # the package fedlab.conf (pyproject.toml maps it), as the CLI reads it
 
 register_configs()
 
@@ -46,10 +46,10 @@ def checked(*overrides: str) -> RunConfig:
 
 @pytest.fixture
 def compose_cfg() -> Callable[..., DictConfig]:
-    """Compose conf/config.yaml with overrides, as the CLI does."""
+    """Compose conf/config.yaml with overrides, as the CLI does (``pkg://fedlab.conf``)."""
 
     def _compose(*overrides: str, hydra: bool = False) -> DictConfig:
-        with initialize_config_dir(str(CONF), version_base="1.3"):
+        with initialize_config_module("fedlab.conf", version_base="1.3"):
             return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
     return _compose

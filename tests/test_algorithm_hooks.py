@@ -5,9 +5,12 @@ on real clients of unequal sizes (logistic regression, client and server SGD).""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedlab.algorithms import Algorithm
 from fedlab.core.types import ClientWork
+from fedlab.errors import ConfigError
+from tests.conftest import checked
 from tests.engines import make_fast
 from tests.test_fast import _clients, opt
 
@@ -47,12 +50,12 @@ class _Doubled(Algorithm):
     def client_upload(self, update, weight, steps, client_state):
         return [u * np.float32(2) for u in update], weight
 
-    def server_aggregate(self, state, aggregate, uploads):
+    def server_aggregate(self, state, aggregate, uploads, weights):
         return [a / np.float32(2) for a in aggregate]
 
 
 class _OnlyDoubled(_Doubled):
-    def server_aggregate(self, state, aggregate, uploads):
+    def server_aggregate(self, state, aggregate, uploads, weights):
         return aggregate
 
 
@@ -98,6 +101,51 @@ def _uploads(algorithm_class) -> list[dict]:
 
     _round(Recording)
     return seen
+
+
+class _Counted(Algorithm):
+    """Uploads its local steps, and records what server_aggregate is given."""
+
+    seen: list = []
+
+    def client_result(self, update, steps, inputs, client_state, state):
+        return {"steps": [np.array(steps)]}, None
+
+    def client_upload(self, update, weight, steps, client_state):
+        return update, weight + 0.5  # not the examples: the weight the aggregator is given
+
+    def server_aggregate(self, state, aggregate, uploads, weights):
+        _Counted.seen.append(([int(u["steps"][0]) for u in uploads], list(weights)))
+        return aggregate
+
+
+def test_server_aggregate_gets_each_finite_clients_upload_and_weight_in_order() -> None:
+    # Sizes 7, 13, 20 and 9 in batches of 5: 2, 3, 4 and 2 steps; the second client diverges
+    # (NaN features), so it uploads nothing and its weight is not among those given.
+    _Counted.seen.clear()
+    clients = _clients((7, 13, 20, 9), 1, 5, seed=3, nan_clients=(1,))
+    _, _, out = _round(_Counted, clients=clients)
+    assert out.examples_trained == 7 + 20 + 9
+    assert _Counted.seen == [([2, 4, 2], [7.5, 20.5, 9.5])]
+
+
+def test_the_weights_travel_with_a_slices_partial_sum() -> None:
+    """placement=ray folds each slice into a partial sum where the clients train; the weights
+    server_aggregate is given come back with it, one per finite client."""
+    from fedlab.aggregators import AGGREGATORS
+    from fedlab.backends.fast.engine import ClientResult, fold_slice
+
+    mean = AGGREGATORS.get("mean")(AGGREGATORS.get("mean").Config(name="mean"))
+    metrics = np.zeros(4, np.float32)
+    results = [
+        ClientResult([np.ones(2, np.float32)], 3.0, metrics, 3, {"i": [np.zeros(1)]}, None, 8),
+        ClientResult(None, 0.0, metrics, 0, {}, None, 8),  # not finite
+        ClientResult([np.ones(2, np.float32)], 5.0, metrics, 5, {"i": [np.ones(1)]}, None, 8),
+    ]
+    work = _clients((3, 4, 5), 1, 5, seed=1)
+    folded = fold_slice(work, results, mean, {})
+    assert folded.updates is None and folded.partial is not None
+    assert folded.weights == [3.0, 5.0] and len(folded.uploads) == 2
 
 
 class _Shifted(Algorithm):
@@ -197,3 +245,19 @@ def test_client_keep_keeps_part_of_the_trained_weights() -> None:
     np.testing.assert_array_equal(_weights(engine, second)[0], _weights(engine, reference)[0])
     (kept_again,) = second.client_states.values()
     np.testing.assert_allclose(kept_again[0], _weights(engine, reference)[1], rtol=1e-6, atol=1e-7)
+
+
+class _OnTheMean(Algorithm):
+    needs_mean = True
+
+
+def test_needs_mean_refuses_a_robust_aggregator_in_one_line() -> None:
+    summed = checked("aggregator=mean")
+    _OnTheMean.check(summed.algorithm, summed)  # a sum: allowed
+    for robust in ("median", "trimmed_mean"):
+        run = checked(f"aggregator={robust}")
+        with pytest.raises(ConfigError) as info:
+            _OnTheMean.check(run.algorithm, run)
+        message = str(info.value)
+        assert "\n" not in message
+        assert f"aggregator={robust}" in message and "allowed: aggregator=mean" in message

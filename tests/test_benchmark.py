@@ -92,3 +92,28 @@ def test_the_shakespeare_workload_times_an_lstm_round(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "runs --paths tff,fast only, not reference" in refused.stderr
+
+
+def test_a_recipe_fedlab_refuses_stops_the_benchmark_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--paths", "fast", "--algorithm", "feddyn", "--no-ceiling"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    message = done.stderr.strip()
+    assert "\n" not in message, message
+    assert message.startswith("benchmark: algorithm=feddyn with server_optimizer=adam"), message
+
+
+def test_the_benchmark_composes_the_server_optimizer_it_is_given() -> None:
+    module = _benchmark()
+    args = module.parse_args(
+        ["--paths", "fast", "--algorithm", "feddyn", "--server-optimizer", "sgd"]
+    )
+    overrides = module._overrides("fast", args)
+    assert "server_optimizer=sgd" in overrides and "server_optimizer.lr=1.0" in overrides
+    module._check_configs(args)  # FedDyn with server SGD at lr 1: allowed

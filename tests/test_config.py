@@ -366,7 +366,7 @@ def test_cli_help_lists_groups_and_options(tmp_path: Path) -> None:
         for line in section.strip().splitlines()[1:]
     }
     expected = {g: {o for gg, o in OPTIONS if gg == g} for g in GROUPS}
-    for preset_group in ("experiment", "hparams_search"):
+    for preset_group in ("experiment", "hparams_search", "callbacks"):
         expected[preset_group] = {p.stem for p in (CONF / preset_group).glob("*.yaml")}
     assert listed == expected
 

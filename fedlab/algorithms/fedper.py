@@ -127,7 +127,7 @@ class FedPer(Algorithm):
     def client_upload(self, update, weight, steps, client_state):
         return self._zero_head(update), weight
 
-    def server_aggregate(self, state, aggregate, uploads):
+    def server_aggregate(self, state, aggregate, uploads, weights):
         return self._zero_head(aggregate)
 
     def _zero_head(self, arrays):

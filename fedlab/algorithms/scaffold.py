@@ -38,6 +38,11 @@ class Scaffold(Algorithm):
         from fedlab.errors import ConfigError
 
         client = str(run.client_optimizer.name)
+        if run.client_optimizer.lr_decay != 1:
+            raise ConfigError(
+                f"algorithm=scaffold with client_optimizer.lr_decay={run.client_optimizer.lr_decay}"
+                ": option II divides by one client learning rate; allowed: lr_decay=1"
+            )
         if client != "sgd":
             raise ConfigError(
                 f"algorithm=scaffold needs client_optimizer=sgd (option II divides by the "

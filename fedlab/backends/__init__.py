@@ -10,12 +10,16 @@ package has ``build(parts)`` and ``runtime(worker_env, log_path)`` (what must ru
 rounds: TFF's worker for ``tff``, nothing for ``fast``). ``open_placement`` starts what
 ``placement=ray`` trains ``fast``'s clients on (``fedlab.backends.fast.placement``); Ray is
 imported only then.
+
+TFF and Ray are optional (the extras ``[tff]`` and ``[cluster]`` of pyproject.toml): without them,
+choosing ``engine=tff`` or ``placement=ray`` is one line naming the extra (``check_installed``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +27,36 @@ from typing import Any
 
 from fedlab.aggregators import Aggregator
 from fedlab.algorithms import Algorithm
+from fedlab.errors import NotInstalledError
 from fedlab.optimizers import Optimizer
 
 # engine name -> the package that implements it (imported on use: TFF costs seconds).
 BACKENDS = {"fast": "fedlab.backends.fast", "tff": "fedlab.backends.tff"}
+
+DISTRIBUTION = "fedlab-hydra"  # pyproject.toml's [project] name, which the extras belong to
+# A choice -> the module it imports, what that is, the extra that installs it, and the choice
+# that needs no extra.
+OPTIONAL = {
+    "engine=tff": ("tensorflow_federated", "TensorFlow Federated", "tff", "engine=fast"),
+    "placement=ray": ("ray", "Ray", "cluster", "placement=local"),
+}
+
+
+def check_installed(choice: str) -> None:
+    """Raise ``NotInstalledError`` (one line naming the extra) if ``choice`` (``engine=tff``)
+    needs a package this environment lacks; other choices need nothing beyond the base."""
+    if choice not in OPTIONAL:
+        return
+    module, what, extra, instead = OPTIONAL[choice]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        found = False
+    if not found:
+        raise NotInstalledError(
+            f"{choice} needs {what}, which is not installed here: pip install "
+            f"'{DISTRIBUTION}[{extra}]'; allowed without it: {instead}"
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +81,7 @@ class RoundParts:
 
 
 def _backend(engine: Any):
+    check_installed(f"engine={engine}")
     return importlib.import_module(BACKENDS[str(engine)])
 
 
@@ -77,6 +108,7 @@ def open_placement(
     if str(cfg.placement.name) != "ray":
         yield None
         return
+    check_installed("placement=ray")
     from fedlab.backends.fast.placement import RayPlacement
 
     placement = RayPlacement(cfg, dataset, dataset_parts)

@@ -90,12 +90,22 @@ class FederatedDataset:
     num_classes: int
     test_clients: list[np.ndarray] | None = None
     pad_label: int | None = None
+    # Each client's examples in the order its partition dealt them, as positions in its own
+    # examples (``local_order=stored``); None: the dataset's order.
+    dealt_positions: list[np.ndarray] | None = None
     own_test_clients: bool = False
     holdout_clients: list[np.ndarray] | None = None
 
     @property
     def num_clients(self) -> int:
         return len(self.clients)
+
+    def stored_order(self, client_id: int) -> np.ndarray:
+        """Positions into the client's examples (``client_data``) in the order its partition
+        dealt them (shard after shard; the IID shuffle), else in the dataset's order."""
+        if self.dealt_positions is None:
+            return np.arange(len(self.clients[client_id]))
+        return self.dealt_positions[client_id]
 
     def client_data(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.clients[client_id]

@@ -44,10 +44,12 @@ def federate(run: Any) -> FederatedDataset:
             test_clients = list(natural_test)
         else:
             test_clients, own = [natural_test[i] for i in ids], True
-    clients, held_out = assignment.clients, None
+    clients, held_out, dealt = assignment.clients, None, assignment.dealt
     fraction = float(getattr(run, "holdout", 0.0))
     if fraction > 0:
         clients, held_out = hold_out(clients, fraction, run.seed)
+        if dealt is not None:  # the order it was dealt in, less what it holds out
+            dealt = [d[np.isin(d, mine)] for d, mine in zip(dealt, clients, strict=True)]
     return FederatedDataset(
         name=spec.name,
         x_train=arrays.x_train,
@@ -59,6 +61,11 @@ def federate(run: Any) -> FederatedDataset:
         num_classes=int(spec.num_classes_of(run.dataset)),
         test_clients=test_clients,
         pad_label=spec.pad_label,
+        dealt_positions=(
+            None
+            if dealt is None
+            else [np.searchsorted(mine, d) for mine, d in zip(clients, dealt, strict=True)]
+        ),
         own_test_clients=own,
         holdout_clients=held_out,
     )

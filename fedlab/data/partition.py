@@ -92,11 +92,16 @@ def iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[n
     Raises:
         PartitionError: ``num_clients < 1`` or ``num_clients > num_examples``.
     """
+    return _finish(_deal_iid(num_examples, num_clients, rng))
+
+
+def _deal_iid(num_examples: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``iid``'s clients in the order they were dealt (the shuffled order)."""
     num_examples = _check_count("num_examples", num_examples, minimum=0)
     num_clients = _check_num_clients(num_clients, num_examples)
     per_client = num_examples // num_clients
     order = rng.permutation(num_examples)[: per_client * num_clients]
-    return _finish(list(order.reshape(num_clients, per_client)))
+    return list(order.reshape(num_clients, per_client))
 
 
 def shards(
@@ -122,6 +127,21 @@ def shards(
         PartitionError: a count < 1, ``num_clients * shards_per_client * shard_size`` greater
             than ``len(labels)``, or an unknown ``assignment``.
     """
+    return _finish(
+        _deal_shards(labels, num_clients, shards_per_client, shard_size, assignment, rng)
+    )
+
+
+def _deal_shards(
+    labels: np.ndarray,
+    num_clients: int,
+    shards_per_client: int,
+    shard_size: int | None,
+    assignment: str,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """``shards``' clients in the order they were dealt: shard after shard, each in the
+    label-sorted order (what the seed notebook's non-IID clients step through)."""
     labels = _check_labels(labels)
     num_examples = labels.shape[0]
     num_clients = _check_count("num_clients", num_clients)
@@ -152,7 +172,7 @@ def shards(
         client_shards = rng.permutation(num_shards).reshape(num_clients, shards_per_client)
     else:
         client_shards = np.arange(num_shards).reshape(shards_per_client, num_clients).T
-    return _finish([shard_indices[ids].ravel() for ids in client_shards])
+    return [shard_indices[ids].ravel() for ids in client_shards]
 
 
 def _apportion(total: int, weights: np.ndarray) -> np.ndarray:
@@ -391,11 +411,14 @@ class PartitionInput:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Each client's training indices; ``natural_ids``: which of the dataset's own clients they
-    are (their test splits are the ones evaluated), None for a synthetic partition."""
+    """Each client's training indices (sorted); ``natural_ids``: which of the dataset's own
+    clients they are (their test splits are the ones evaluated), None for a synthetic partition;
+    ``dealt``: each client's indices in the order the partition dealt them (None: the dataset's
+    order), which ``local_order=stored`` visits."""
 
     clients: list[np.ndarray]
     natural_ids: np.ndarray | None = None
+    dealt: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -441,7 +464,8 @@ class Iid(Partition):
 
     @classmethod
     def split(cls, data, cfg, num_clients, rng):
-        return Assignment(iid(data.num_examples, num_clients, rng))
+        dealt = _deal_iid(data.num_examples, num_clients, rng)
+        return Assignment(_finish(dealt), dealt=dealt)
 
 
 class ShardAssignment(StrEnum):
@@ -473,16 +497,15 @@ class Shards(Partition):
 
     @classmethod
     def split(cls, data, cfg, num_clients, rng):
-        return Assignment(
-            shards(
-                data.labels,
-                num_clients,
-                cfg.shards_per_client,
-                cfg.shard_size,
-                str(cfg.assignment),
-                rng,
-            )
+        dealt = _deal_shards(
+            data.labels,
+            num_clients,
+            cfg.shards_per_client,
+            cfg.shard_size,
+            str(cfg.assignment),
+            rng,
         )
+        return Assignment(_finish(dealt), dealt=dealt)
 
     @classmethod
     def _size(cls, cfg, examples: int, num_clients: int) -> int:

@@ -34,10 +34,23 @@ class OptimizerConfig(PluginConfig):
     is given the role, which the messages name."""
 
     lr: float = MISSING
+    # The client optimizer's learning rate decays per round: round r trains with
+    # lr * lr_decay**(r - 1) (McMahan et al. 2017, Figure 4: 0.99 for FedAvg, 0.9934 for FedSGD).
+    lr_decay: float = 1.0
 
     def validate(self, group: str) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"{group}.lr={self.lr} is invalid; allowed: a finite number > 0")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(
+                f"{group}.lr_decay={self.lr_decay} is invalid; allowed: 0 < lr_decay <= 1 (1: none)"
+            )
+
+    def learning_rate_at(self, round_num: int) -> float:
+        """The learning rate of round ``round_num`` (1-based), as float32 computes it."""
+        if self.lr_decay == 1:
+            return self.lr
+        return float(np.float32(self.lr) * np.float32(self.lr_decay) ** np.float32(round_num - 1))
 
 
 def in_unit_interval(group: str, key: str, value: float) -> None:
@@ -67,6 +80,24 @@ class Optimizer(Plugin):
     tff_builder: ClassVar[str]
     #: What FedAvg becomes with this optimizer on the server (Reddi et al. 2020's names).
     server_recipe: ClassVar[str]
+
+    @classmethod
+    def check(cls, cfg: Any, run: Any) -> None:
+        """A learning-rate schedule is the client optimizer's, on engine=fast."""
+        decay = getattr(cfg, "lr_decay", 1.0)
+        if decay == 1:
+            return
+        if cfg is run.server_optimizer:
+            raise ConfigError(
+                f"server_optimizer.lr_decay={decay}: the decay schedule is the client "
+                "optimizer's (McMahan et al.'s); allowed: server_optimizer.lr_decay=1, or "
+                "client_optimizer.lr_decay"
+            )
+        if str(run.engine) == "tff":
+            raise ConfigError(
+                f"client_optimizer.lr_decay={decay} cannot run on engine=tff (fedlab does not "
+                "pass a schedule to TFF's builders); allowed: engine=fast, or lr_decay=1"
+            )
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg

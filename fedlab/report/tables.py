@@ -1,7 +1,9 @@
-"""Tables 1 and 2 of McMahan et al. 2017 from configurations: per configuration its seeds,
-final accuracy, rounds to the target (and how many seeds reached it), MB communicated and the
-paper's value; as markdown (``summary.md``, with the figure and the runs left out) and CSV
-(``summary.csv``, one column per number).
+"""The comparison table from configurations: per configuration its seeds, final accuracy, rounds
+to the target (and how many seeds reached it), MB communicated and the paper's value where the
+configuration is one of a quoted paper's settings (``fedlab.paper.lookup``: McMahan et al. 2017's
+rounds to the target, Tables 1 to 3; Reddi et al. 2021's test accuracy); as markdown
+(``summary.md``, with the figure and the runs left out) and CSV (``summary.csv``, one column per
+number).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedlab.paper import ACCURACY, ROUNDS
 from fedlab.report.clients import CLIENTS_FIGURE, has_clients
 from fedlab.report.grouping import Configuration, Report
 from fedlab.report.plotting import FIGURE
@@ -27,7 +30,7 @@ HEADER = (
     "reached",
     "MB to target",
     "MB total",
-    "paper (rounds to target)",
+    "paper",
 )
 
 
@@ -95,8 +98,10 @@ def markdown(report: Report) -> str:
             "Mean ± sample standard deviation over seeds. *Rounds to target* and *MB to target* "
             "average only the seeds that reached the target (*reached*: how many did); a seed "
             "that never reached it is counted there, not averaged in. *MB*: model broadcast and "
-            "uploads, cumulative (comm/total_mb). *Paper*: McMahan et al. 2017, where the "
-            "configuration is one of its settings (n/a: it is not)."
+            "uploads, cumulative (comm/total_mb). *Paper*, where the configuration is one of its "
+            "settings (n/a: it is not): McMahan et al. 2017's rounds to the target (its Tables 1 "
+            "to 3), or Reddi et al. 2021's test accuracy in % (the average of the last 100 "
+            "rounds, to set beside *final accuracy*); fedlab/paper.py has each number's source."
             + (
                 " *Personalized accuracy*: each evaluated client's own model on its own test "
                 "data, pooled, at the last evaluation (eval/personalized_accuracy)."
@@ -144,6 +149,7 @@ def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
         "mb_total_mean",
         "mb_total_std",
         "paper_rounds_to_target",
+        "paper_accuracy",
         "paper_source",
         "run_ids",
     ]
@@ -187,7 +193,12 @@ def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
                     "mb_total_mean": num(mb.mean),
                     "mb_total_std": num(mb.std),
                     "paper_rounds_to_target": " ".join(
-                        "not reached" if v.rounds is None else str(v.rounds) for v in c.paper
+                        v.number for v in c.paper if v.metric == ROUNDS
+                    ),
+                    "paper_accuracy": " ".join(
+                        " or ".join(f"{a:g}" for a in v.alternatives or (v.value,))
+                        for v in c.paper
+                        if v.metric == ACCURACY
                     ),
                     "paper_source": " ".join(v.source.replace(" ", "_") for v in c.paper),
                     "run_ids": " ".join(r.run_id for r in c.runs),

@@ -376,19 +376,19 @@ class ClientRunner:
 @dataclass(eq=False)
 class SliceResult:
     """A slice of a round's cohort, trained and folded: its metric sums, examples and bytes,
-    the finite clients' uploads (in cohort order) and the clients' new states; then either every
-    finite update with its weight (``updates``, ``weights``: in this process, where robust
-    aggregators see every update) or the aggregator's partial sum over them (``partial``:
-    from a Ray actor, so that one model-sized sum travels, not one per client)."""
+    the finite clients' uploads and weights (in cohort order) and the clients' new states; then
+    either every finite update (``updates``: in this process, where robust aggregators see every
+    update) or the aggregator's partial sum over them (``partial``: from a Ray actor, so that
+    one model-sized sum travels, not one per client)."""
 
     metric_sums: np.ndarray
     examples: int
     update_bytes: int
     finite: int
     uploads: list[dict[str, list[np.ndarray]]]
+    weights: list[float]
     client_states: dict[int, list[np.ndarray]]
     updates: list[list[np.ndarray]] | None = None
-    weights: list[float] | None = None
     partial: Any = None
 
 
@@ -414,9 +414,11 @@ def fold_slice(
         uploads.append(result.upload)
         if result.client_state is not None:
             client_states[work.client_id] = result.client_state
-    folded = SliceResult(metric_sums, examples, update_bytes, len(updates), uploads, client_states)
+    folded = SliceResult(
+        metric_sums, examples, update_bytes, len(updates), uploads, weights, client_states
+    )
     if aggregator is None:
-        folded.updates, folded.weights = updates, weights
+        folded.updates = updates
         return folded
     for update, weight in zip(updates, weights, strict=True):
         folded.partial = aggregator.accumulate(aggregator_state, folded.partial, update, weight)
@@ -506,6 +508,16 @@ class FastEngine:
     def _client_hparams(self) -> dict[str, np.float32]:
         return {k: np.float32(v) for k, v in sorted(self.client_optimizer.hparams.items())}
 
+    def _round_hparams(self, state: FastState, round_num: int) -> dict[str, np.float32]:
+        """The client optimizer's hyperparameters in round ``round_num``: the state's (TFF's
+        layout keeps them there), with the learning rate its schedule gives for the round; the
+        state itself keeps the base rate, so a checkpoint does not depend on the round."""
+        hparams = state.client_hparams or self._client_hparams()
+        if getattr(self.client_optimizer.cfg, "lr_decay", 1) == 1:
+            return hparams
+        lr = self.client_optimizer.cfg.learning_rate_at(round_num)
+        return {**hparams, "learning_rate": np.float32(lr)}
+
     @property
     def trainable_shapes(self) -> list[tuple[int, ...]]:
         return list(self.model.shapes[: self.model.num_trainable])
@@ -517,7 +529,7 @@ class FastEngine:
         k = self.model.num_trainable
         broadcast = Broadcast(
             weights=[np.asarray(w) for w in state.weights[:k]],
-            client_hparams=state.client_hparams or self._client_hparams(),
+            client_hparams=self._round_hparams(state, clients[0].round_num),
             algorithm=state.algorithm,
             aggregator=state.aggregator,
         )
@@ -529,14 +541,13 @@ class FastEngine:
         examples = sum(s.examples for s in slices)
         update_bytes = sum(s.update_bytes for s in slices)
         uploads = [upload for s in slices for upload in s.uploads]
+        weights_used = [w for s in slices for w in s.weights]  # one per upload
         client_states = {cid: cs for s in slices for cid, cs in s.client_states.items()}
         if not any(s.finite for s in slices):
             aggregate, aggregator_state, aggregator_metrics = None, state.aggregator, {}
         elif slices[0].updates is not None:  # every update is here
             aggregate, aggregator_state, aggregator_metrics = self.aggregator.next(
-                state.aggregator,
-                [u for s in slices for u in s.updates],
-                [w for s in slices for w in s.weights],
+                state.aggregator, [u for s in slices for u in s.updates], weights_used
             )
         else:  # partial sums, one per slice
             aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine(
@@ -545,7 +556,9 @@ class FastEngine:
         weights = [tf.constant(w) for w in broadcast.weights]
         skipped = aggregate is None
         if not skipped:
-            aggregate = self.algorithm.server_aggregate(state.algorithm, aggregate, uploads)
+            aggregate = self.algorithm.server_aggregate(
+                state.algorithm, aggregate, uploads, weights_used
+            )
             server = {
                 key: [tf.constant(a) for a in v] if isinstance(v, list) else tf.constant(v)
                 for key, v in state.server.items()
