@@ -253,3 +253,17 @@ def test_holdout_is_part_of_the_runs_identity_and_the_callbacks_keys_are_not() -
     base = config_key(checked("holdout=0.2"))
     assert config_key(checked("holdout=0.3")) != base
     assert config_key(checked("holdout=0.2", "callbacks.personalized.clients=5")) == base
+
+
+def test_held_out_examples_leave_the_dealt_order_too() -> None:
+    """local_order=stored visits a client's examples in the order its partition dealt them: with
+    examples held out, that order over what it trains on, and nothing held out."""
+    from fedlab.data import federate
+
+    plain = federate(checked("model=2nn", "num_clients=20", "partition=shards"))
+    held = federate(checked("model=2nn", "num_clients=20", "partition=shards", "holdout=0.25"))
+    for client in range(20):
+        dealt = plain.clients[client][plain.stored_order(client)]
+        kept = held.clients[client][held.stored_order(client)]
+        assert sorted(kept) == sorted(held.clients[client])
+        assert list(kept) == [i for i in dealt if i in set(held.clients[client])]
