@@ -230,6 +230,8 @@ def test_robust_aggregators_are_not_sums() -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
+    """One two-node cluster for the module's Ray tests, which are in xdist group ``ray-cluster``
+    with tests/test_cluster.py: one worker runs them, one cluster at a time."""
     from tests.servers import private_network, ray_cluster
 
     with private_network(), ray_cluster() as ray:
@@ -303,6 +305,7 @@ COMBINATIONS = {
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 @pytest.mark.parametrize("combination", COMBINATIONS.values(), ids=COMBINATIONS)
 def test_rounds_over_two_actors_equal_the_single_process_rounds(
     cluster, combination: list[str], tmp_path_factory: pytest.TempPathFactory
@@ -345,6 +348,7 @@ def test_rounds_over_two_actors_equal_the_single_process_rounds(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 def test_one_actor_is_the_single_process_run_bit_for_bit(
     cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -382,6 +386,7 @@ def _wait_for_round(proc: subprocess.Popen, cwd: Path, at_least: int, timeout: f
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 def test_a_killed_run_resumed_on_the_same_placement_is_bit_identical(
     cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

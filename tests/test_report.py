@@ -25,6 +25,9 @@ from fedlab.tracking.mlflow import MlflowTracker
 from fedlab.validation import typed
 from tests.conftest import CONF, QUICK, run_cli
 
+# One worker runs the module: its store (a module fixture, seconds to build) is built once.
+pytestmark = pytest.mark.xdist_group("report-store")
+
 SWEEP_ID = "multirun/2026-01-01/00-00-00"
 BROKEN_SWEEP_ID = "multirun/2026-01-02/00-00-00"
 PAPER_2NN = ["model=2nn", "client_optimizer=sgd", "server_optimizer=sgd", "C=0.1", "B=10"]
