@@ -3,7 +3,8 @@
 ``fedlab.validation`` makes the checked config; ``run`` builds everything a run is made of from
 it, in this order, and hands the parts to the round loop (``fedlab.core.loop.train``):
 
-1. the data (``fedlab.data.federate``: load locally, partition over the clients);
+1. the data (``federated_data``: load locally, partition over the clients, poison the malicious
+   clients' examples if the attack does: ``fedlab.attacks.poisoned``);
 2. the round's parts (``round_parts``: model, optimizers, algorithm, aggregator wrapped by the
    privacy option, compressor) and the engine that computes them (``fedlab.backends``), with the
    placement of a round's clients;
@@ -127,6 +128,7 @@ def round_parts(
     """The parts ``cfg`` chooses, for a dataset of this shape and classes."""
     from fedlab.aggregators import build_aggregator
     from fedlab.algorithms import build_algorithm
+    from fedlab.attacks import build_attack
     from fedlab.compression import build_compressor
     from fedlab.models import MODELS, model_options
     from fedlab.optimizers import build_optimizer
@@ -151,6 +153,7 @@ def round_parts(
         target_shape=tuple(target_shape),
         pad_label=pad_label,
         seed=cfg.seed,
+        attack=build_attack(cfg),
     )
 
 
@@ -167,12 +170,21 @@ def build_callbacks(cfg: RunConfig, setup: Any) -> list[Any]:
     return sorted(created, key=lambda callback: callback.order)
 
 
+def federated_data(cfg: RunConfig) -> Any:
+    """The run's clients' data as they train on it: the dataset loaded and partitioned
+    (``fedlab.data.federate``), with the malicious clients' examples poisoned if the attack
+    does (``fedlab.attacks.poisoned``). Every process that trains clients gets its data here:
+    this one (``run``) and each Ray actor (``dataset_parts``)."""
+    from fedlab.attacks import build_attack, poisoned
+    from fedlab.data import federate
+
+    return poisoned(federate(cfg), build_attack(cfg))
+
+
 def dataset_parts(cfg: RunConfig) -> tuple[Any, RoundParts]:
     """The run's federated dataset and the parts built for it: what a process that trains a
     run's clients needs (this one, or a Ray actor: ``fedlab.backends.fast.placement``)."""
-    from fedlab.data import federate
-
-    dataset = federate(cfg)
+    dataset = federated_data(cfg)
     parts = round_parts(
         cfg,
         dataset.input_shape,
@@ -215,7 +227,6 @@ def run(
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
     """
-    from fedlab.data import federate
     from fedlab.privacy import build_privacy
 
     started = time.monotonic()
@@ -223,7 +234,7 @@ def run(
     tracker = MetricLog(tracker or NullTracker())
     output_dir.mkdir(parents=True, exist_ok=True)
     worker_env = hardware.configure(cfg.hardware, cfg.engine)
-    dataset = federate(cfg)
+    dataset = federated_data(cfg)
     ckpt_key = checkpoint.config_key(cfg)
     ckpt_path = checkpoint.checkpoint_path(
         cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key

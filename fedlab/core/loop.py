@@ -64,6 +64,7 @@ def train(
                         "train/examples_dropped": out.examples_expected - out.examples_trained,
                         **{f"algorithm/{k}": v for k, v in out.algorithm_metrics.items()},
                         **{f"aggregator/{k}": v for k, v in out.aggregator_metrics.items()},
+                        **{f"attack/{k}": v for k, v in out.attack_metrics.items()},
                     },
                     started=started,
                 )
