@@ -39,6 +39,9 @@ from fedlab.errors import TERMINATION_REQUESTED, Terminated
 from fedlab.quiet import silence_frameworks
 from fedlab.tracking import NullTracker, Tracker
 
+# The tag of a run under attack whose global model diverged: "round N: why" (fedlab.report).
+DIVERGED_TAG = "fedlab.diverged"
+
 
 @dataclass
 class RunResult:
@@ -55,6 +58,8 @@ class RunResult:
     location: str | None
     epsilon: float | None = None  # the privacy spent (fedlab.privacy), at delta
     delta: float | None = None
+    # Under attack, where and why the global model diverged (the run ended there), else None.
+    diverged: str | None = None
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -64,6 +69,8 @@ class RunResult:
             else "did not reach the target"
         )
         where = f" Recorded as {self.location}." if self.location else ""
+        if self.diverged:
+            where = f" Under attack, training diverged at {self.diverged}.{where}"
         spent = ""
         if self.epsilon is not None:
             spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
@@ -257,6 +264,7 @@ def run(
             wall_s=time.monotonic() - started,
             history=tracker.history(tracker.run_id or (resumed.run_id if resumed else None)),
             location=tracker.location,
+            diverged=done.diverged,
         )
 
     reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
@@ -301,6 +309,9 @@ def run(
             raise Terminated() from err
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
+    if done.diverged:
+        # A result, not a failure: FINISHED keeps the run in the report, which shows the tag.
+        tracker.set_tags({DIVERGED_TAG: done.diverged})
     tracker.finish("FINISHED")
     return result(done)
 
@@ -400,4 +411,8 @@ def _train(
             algorithm=parts.algorithm,
             model_bytes=sum(w.nbytes for w in initial_weights),
         )
-        return train(ctx, callbacks, sampler.sample, client_work, cfg.rounds, store)
+        under_attack = parts.attack is not None and parts.attack.active
+        return train(
+            ctx, callbacks, sampler.sample, client_work, cfg.rounds, store,
+            diverged_is_result=under_attack,
+        )  # fmt: skip

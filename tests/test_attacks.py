@@ -243,3 +243,46 @@ def test_a_data_attack_reaches_the_malicious_clients_data_only() -> None:
     assert data.x_test is clean.x_test and data.y_train is clean.y_train
     assert all(a is b for a, b in zip(data.clients, clean.clients, strict=True))
     assert poisoned(clean, _attack(_Flip, {2})) is clean  # an attack that poisons no data
+
+
+# -- a whole run ---------------------------------------------------------------------------------
+
+
+class Exploding(Attack):
+    """The malicious clients upload infinities: the mean, and so the model, cannot go on."""
+
+    Config = MaliciousConfig
+    poisons_updates = True
+
+    def poison_update(self, update, weight, round_num, client_id):
+        return [np.full_like(u, np.inf) for u in update], weight
+
+
+QUICK = [
+    "model=logreg", "client_optimizer=sgd", "client_optimizer.lr=0.1", "server_optimizer=sgd",
+    "num_clients=20", "C=0.5", "B=50", "rounds=3",
+]  # fmt: skip
+
+
+def test_a_model_diverging_under_attack_is_a_result_not_an_error(tmp_path, monkeypatch) -> None:
+    import fedlab
+
+    conf = tmp_path / "conf" / "attack"
+    conf.mkdir(parents=True)
+    (conf / "exploding.yaml").write_text(
+        "_target_: tests.test_attacks.Exploding\nname: exploding\nfraction: 0.5\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    run = [*QUICK, "attack=exploding"]
+    result = fedlab.run(run, config_dirs=[tmp_path / "conf"], progress=False)
+    assert result.diverged == "round 1: the mean client update was not finite"
+    assert result.rounds == 0 and "diverged at round 1" in result.summary()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (stored,) = client.search_runs(client.get_experiment_by_name("fedlab").experiment_id)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.tags["fedlab.diverged"] == result.diverged
+    assert [s for s, _ in result.history["eval/accuracy"]] == [0]  # what it logged is kept
+    # Without malicious clients a diverging run is still an error (a learning rate far too
+    # large): tests/test_cli_run.py checks it.

@@ -75,6 +75,8 @@ class Progress:
     history: dict[int, float] = field(default_factory=dict)  # test accuracy by evaluated round
     rounds_to_target: int | None = None
     total_mb: float = 0.0
+    # Where and why the run diverged, when divergence ends it (a run under attack), else None.
+    diverged: str | None = None
 
 
 @dataclass
