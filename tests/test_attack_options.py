@@ -1,0 +1,85 @@
+"""Each registered attack (``fedlab/attacks/``) against its formula on hand-made updates or real
+client data, and a short real run of each family through ``fedlab.run``. Where an attack acts in
+a round is checked in ``tests/test_attacks.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedlab import streams
+from fedlab.attacks import ATTACKS, build_attack
+from fedlab.errors import ConfigError
+from tests.conftest import CONF, checked
+
+SMALL = ["model=logreg", "num_clients=20", "C=0.5"]
+
+
+def _attack(name: str, *overrides: str):
+    return build_attack(checked(f"attack={name}", *SMALL, *overrides))
+
+
+def _update(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=2).astype(np.float32)]
+
+
+def test_every_attack_has_its_yaml_and_refuses_engine_tff() -> None:
+    assert {p.stem for p in (CONF / "attack").glob("*.yaml")} == set(ATTACKS.names())
+    for name in ATTACKS.names():
+        if name == "none":
+            continue
+        with pytest.raises(ConfigError, match=f"attack={name} cannot run on engine=tff"):
+            checked(f"attack={name}", "engine=tff")
+
+
+# -- sign_flip ---------------------------------------------------------------------------------
+
+
+def test_sign_flip_uploads_minus_scale_times_the_update() -> None:
+    update = _update()
+    for overrides, scale in (((), 4.0), (("attack.scale=1.5",), 1.5)):
+        got, weight = _attack("sign_flip", *overrides).poison_update(update, 12.0, 3, 1)
+        assert weight == 12.0
+        for g, u in zip(got, update, strict=True):
+            np.testing.assert_array_equal(g, np.float32(-scale) * u)
+
+
+BAD = [
+    (["attack.fraction=-0.1"], ["attack.fraction=-0.1", "0 <= fraction < 1"]),
+    (["attack.fraction=0.5", "aggregator=median"], ["aggregator=median", "honest majority"]),
+    (["attack.scale=0"], ["attack.scale=0", "> 0"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "words"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_sign_flip_input_is_one_line_through_compose(overrides, words) -> None:
+    with pytest.raises(ConfigError) as info:
+        checked("attack=sign_flip", *overrides)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+QUICK = [
+    "model=2nn", "client_optimizer=sgd", "client_optimizer.lr=0.1", "server_optimizer=sgd",
+    "num_clients=20", "C=0.5", "B=20", "rounds=3", "tracking=none", "checkpoint_every=0",
+]  # fmt: skip
+
+
+def test_a_run_under_sign_flipping_logs_the_malicious_clients(tmp_path) -> None:
+    import fedlab
+
+    cfg = checked(*QUICK, "attack=sign_flip", "attack.fraction=0.3")
+    attack = build_attack(cfg)
+    result = fedlab.run(
+        [*QUICK, "attack=sign_flip", "attack.fraction=0.3", "aggregator=median"],
+        output_dir=tmp_path,
+        progress=False,
+    )
+    took_part = dict(result.history["attack/malicious_clients"])
+    for round_num in (1, 2, 3):
+        sampled = streams.sampling(cfg.seed, round_num).choice(20, 10, replace=False)
+        assert took_part[round_num] == sum(int(c) in attack.malicious for c in sampled)
+    assert len(attack.malicious) == 6
