@@ -83,3 +83,23 @@ def test_a_run_under_sign_flipping_logs_the_malicious_clients(tmp_path) -> None:
         sampled = streams.sampling(cfg.seed, round_num).choice(20, 10, replace=False)
         assert took_part[round_num] == sum(int(c) in attack.malicious for c in sampled)
     assert len(attack.malicious) == 6
+
+
+# -- gaussian ----------------------------------------------------------------------------------
+
+
+def test_gaussian_uploads_seeded_normal_coordinates_whatever_the_update() -> None:
+    attack = _attack("gaussian", "attack.std=3.0", "seed=5")
+    got, weight = attack.poison_update(_update(0), 7.0, 2, 4)
+    again, _ = attack.poison_update(_update(1), 7.0, 2, 4)  # another honest update: same draw
+    rng = streams.attack_update(5, 2, 4)
+    want = [rng.normal(0.0, 3.0, (3, 2)), rng.normal(0.0, 3.0, 2)]
+    assert weight == 7.0
+    for g, a, w in zip(got, again, want, strict=True):
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, a)
+        np.testing.assert_array_equal(g, w.astype(np.float32))
+    other, _ = attack.poison_update(_update(0), 7.0, 3, 4)  # another round: another draw
+    assert not np.array_equal(other[0], got[0])
+    big = attack.poison_update([np.zeros(200_000, np.float32)], 1.0, 1, 1)[0][0]
+    assert abs(big.std() - 3.0) < 0.05 and abs(big.mean()) < 0.05
