@@ -103,3 +103,25 @@ def test_gaussian_uploads_seeded_normal_coordinates_whatever_the_update() -> Non
     assert not np.array_equal(other[0], got[0])
     big = attack.poison_update([np.zeros(200_000, np.float32)], 1.0, 1, 1)[0][0]
     assert abs(big.std() - 3.0) < 0.05 and abs(big.mean()) < 0.05
+
+
+# -- label_flip --------------------------------------------------------------------------------
+
+
+def test_label_flip_reaches_the_malicious_clients_data_in_every_data_path() -> None:
+    from fedlab.data import federate
+    from fedlab.experiment import dataset_parts, federated_data
+
+    cfg = checked("attack=label_flip", "attack.fraction=0.3", *SMALL)
+    attack = build_attack(cfg)
+    clean = federate(cfg)
+    own = federated_data(cfg)  # the run's own data
+    actor, parts = dataset_parts(cfg)  # what a Ray actor builds from the config
+    assert parts.attack.malicious == attack.malicious and len(attack.malicious) == 6
+    for client in range(cfg.num_clients):
+        x0, y0 = clean.client_data(client)
+        for data in (own, actor):
+            x, y = data.client_data(client)
+            np.testing.assert_array_equal(x, x0)
+            np.testing.assert_array_equal(y, 9 - y0 if client in attack.malicious else y0)
+    np.testing.assert_array_equal(own.y_test, clean.y_test)
