@@ -4,6 +4,8 @@ a round is checked in ``tests/test_attacks.py``."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,69 @@ def test_label_flip_reaches_the_malicious_clients_data_in_every_data_path() -> N
             np.testing.assert_array_equal(x, x0)
             np.testing.assert_array_equal(y, 9 - y0 if client in attack.malicious else y0)
     np.testing.assert_array_equal(own.y_test, clean.y_test)
+
+
+# -- backdoor ----------------------------------------------------------------------------------
+
+
+def test_the_trigger_reaches_the_malicious_clients_only() -> None:
+    from fedlab.attacks.backdoor import TRIGGER, stamp
+    from fedlab.data import federate
+    from fedlab.experiment import federated_data
+
+    cfg = checked("attack=backdoor", "attack.fraction=0.3", *SMALL)
+    attack = build_attack(cfg)
+    clean, data = federate(cfg), federated_data(cfg)
+    rows, cols = zip(*TRIGGER, strict=True)
+    for client in range(cfg.num_clients):
+        x0, y0 = clean.client_data(client)
+        x, y = data.client_data(client)
+        if client not in attack.malicious:
+            np.testing.assert_array_equal(x, x0)
+            np.testing.assert_array_equal(y, y0)
+            continue
+        idx = attack.poisoned_indices(len(x0), client)
+        assert len(idx) == math.floor(0.3125 * len(x0))
+        rest = np.setdiff1d(np.arange(len(x0)), idx)
+        images = x.reshape(-1, 28, 28)
+        assert np.all(images[idx][:, rows, cols] == 1.0) and np.all(y[idx] == 2)
+        np.testing.assert_array_equal(x[rest], x0[rest])
+        np.testing.assert_array_equal(y[rest], y0[rest])
+        np.testing.assert_array_equal(x[idx], stamp(x0[idx], (28, 28, 1)))
+        # Only the trigger's 32 pixels change.
+        changed = (x[idx] != x0[idx]).reshape(len(idx), 28, 28)
+        assert not changed[:, [r for r in range(28) if r not in (0, 3)], :].any()
+    # The test set is clean; the backdoor's test set is every non-target image, triggered.
+    np.testing.assert_array_equal(data.x_test, clean.x_test)
+    x_bad, y_bad = attack.triggered(clean.x_test, clean.y_test)
+    assert len(x_bad) == int(np.sum(clean.y_test != 2)) and np.all(y_bad == 2)
+    assert np.all(x_bad.reshape(-1, 28, 28)[:, rows, cols] == 1.0)
+
+
+def test_backdoor_is_refused_on_shakespeare_and_outside_the_classes() -> None:
+    shakespeare = ["dataset=shakespeare", "model=char_lstm", "partition=natural", "num_clients=10"]
+    for overrides, words in (
+        (shakespeare, ["attack=backdoor", "dataset=shakespeare", "a class at every position"]),
+        (["attack.target=10"], ["attack.target=10", "0 <= target < 10"]),
+        (["attack.poison_fraction=0"], ["attack.poison_fraction=0", "0 < poison_fraction"]),
+    ):
+        with pytest.raises(ConfigError) as info:
+            checked("attack=backdoor", *overrides)
+        assert "\n" not in str(info.value)
+        for word in words:
+            assert word in str(info.value), str(info.value)
+
+
+def test_a_backdoor_run_measures_its_success(tmp_path) -> None:
+    import fedlab
+
+    result = fedlab.run(
+        [*QUICK, "attack=backdoor", "attack.fraction=0.3", "eval_every=3"],
+        output_dir=tmp_path,
+        progress=False,
+    )
+    steps = [s for s, _ in result.history["eval/backdoor_accuracy"]]
+    assert steps == [0, 3]
+    assert all(0 <= a <= 1 for _, a in result.history["eval/backdoor_accuracy"])
+    clean = fedlab.run([*QUICK, "rounds=1"], output_dir=tmp_path / "clean", progress=False)
+    assert "eval/backdoor_accuracy" not in clean.history  # measured under a backdoor only
