@@ -193,3 +193,25 @@ def test_a_backdoor_run_measures_its_success(tmp_path) -> None:
     assert all(0 <= a <= 1 for _, a in result.history["eval/backdoor_accuracy"])
     clean = fedlab.run([*QUICK, "rounds=1"], output_dir=tmp_path / "clean", progress=False)
     assert "eval/backdoor_accuracy" not in clean.history  # measured under a backdoor only
+
+
+# -- scaling -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "boost"),
+    [
+        (["server_optimizer=sgd"], 10.0),  # n / η with η = 1: ten clients a round
+        (["server_optimizer=sgd", "server_optimizer.lr=0.5"], 20.0),
+        (["server_optimizer=adam"], 10.0),  # not η times the mean: n
+        (["attack.boost=3"], 3.0),
+    ],
+)
+def test_scaling_boosts_the_backdoored_update_by_n_over_eta(overrides, boost) -> None:
+    attack = _attack("scaling", *overrides)
+    assert attack.boost == boost and attack.poisons_data and attack.backdoor
+    update = _update()
+    got, weight = attack.poison_update(update, 5.0, 1, 0)
+    assert weight == 5.0
+    for g, u in zip(got, update, strict=True):
+        np.testing.assert_array_equal(g, np.float32(boost) * u)
