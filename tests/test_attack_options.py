@@ -215,3 +215,42 @@ def test_scaling_boosts_the_backdoored_update_by_n_over_eta(overrides, boost) ->
     assert weight == 5.0
     for g, u in zip(got, update, strict=True):
         np.testing.assert_array_equal(g, np.float32(boost) * u)
+
+
+# -- the omniscient attacks --------------------------------------------------------------------
+
+
+def _round_updates(n: int = 7, seed: int = 3) -> list[list[np.ndarray]]:
+    return [_update(seed + i) for i in range(n)]
+
+
+MALICIOUS = [False, True, False, False, True, False, False]
+
+
+def test_alie_z_is_baruchs_z_max() -> None:
+    from statistics import NormalDist
+
+    from fedlab.attacks.alie import z_max
+
+    # n = 50, f = 12 (the paper's example): s = 26 - 12 = 14, z = Φ^-1(36/50) ≈ 0.583.
+    assert z_max(50, 12) == pytest.approx(NormalDist().inv_cdf(36 / 50))
+    assert z_max(50, 12) == pytest.approx(0.5828, abs=1e-4)
+    assert z_max(10, 1) == 0.0  # s = 5: the median itself is enough
+    assert math.isfinite(z_max(10, 8))  # a malicious majority: s kept at 1
+
+
+def test_alie_uploads_mean_minus_z_std_of_the_benign_updates() -> None:
+    from fedlab.attacks.alie import z_max
+
+    updates = _round_updates()
+    got, metrics = _attack("alie").collude(updates, MALICIOUS, 1)
+    benign = [u for u, bad in zip(updates, MALICIOUS, strict=True) if not bad]
+    z = z_max(7, 2)
+    assert metrics == {"z": z}
+    for i, (update, bad) in enumerate(zip(got, MALICIOUS, strict=True)):
+        for k, layer in enumerate(update):
+            stacked = np.stack([b[k] for b in benign]).astype(np.float64)
+            want = stacked.mean(0) - z * stacked.std(0, ddof=1) if bad else updates[i][k]
+            np.testing.assert_allclose(layer, want, rtol=1e-6, atol=1e-7)
+    fixed, metrics = _attack("alie", "attack.z=1.5").collude(updates, MALICIOUS, 1)
+    assert metrics == {"z": 1.5}

@@ -99,9 +99,7 @@ class Attack(Plugin):
         spec = DATASETS.of(run.dataset)
         self.input_shape = tuple(spec.input_shape)
         self.num_classes = int(spec.num_classes_of(run.dataset))
-        self.malicious = malicious_clients(
-            run.seed, run.num_clients, getattr(cfg, "fraction", 0.0)
-        )
+        self.malicious = malicious_clients(run.seed, run.num_clients, getattr(cfg, "fraction", 0.0))
 
     @property
     def active(self) -> bool:
@@ -186,6 +184,21 @@ class Attack(Plugin):
                     "allowed: compression=none, or a client-side attack "
                     "(sign_flip|gaussian|scaling|label_flip|backdoor)"
                 )
+
+
+def benign_view(updates: list[Update], malicious: list[bool], need: int) -> list[Update]:
+    """What an omniscient attacker estimates the honest updates' statistics from: the benign
+    clients' updates of the round, or, where fewer than ``need`` are benign, every update as
+    honestly trained (the malicious clients' own included: they trained honestly first)."""
+    benign = [u for u, bad in zip(updates, malicious, strict=True) if not bad]
+    return benign if len(benign) >= need else list(updates)
+
+
+def replace_malicious(
+    updates: list[Update], malicious: list[bool], crafted: Update
+) -> list[Update]:
+    """``updates`` with every malicious one replaced by ``crafted`` (the colluders agree)."""
+    return [crafted if bad else u for u, bad in zip(updates, malicious, strict=True)]
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", "fedlab.attacks", Attack)
