@@ -232,7 +232,7 @@ def test_alie_z_is_baruchs_z_max() -> None:
 
     from fedlab.attacks.alie import z_max
 
-    # n = 50, f = 12 (the paper's example): s = 26 - 12 = 14, z = Φ^-1(36/50) ≈ 0.583.
+    # n = 50, f = 12: s = 26 - 12 = 14 supporters, z = Φ^-1(36/50) ≈ 0.583.
     assert z_max(50, 12) == pytest.approx(NormalDist().inv_cdf(36 / 50))
     assert z_max(50, 12) == pytest.approx(0.5828, abs=1e-4)
     assert z_max(10, 1) == 0.0  # s = 5: the median itself is enough
@@ -254,3 +254,16 @@ def test_alie_uploads_mean_minus_z_std_of_the_benign_updates() -> None:
             np.testing.assert_allclose(layer, want, rtol=1e-6, atol=1e-7)
     fixed, metrics = _attack("alie", "attack.z=1.5").collude(updates, MALICIOUS, 1)
     assert metrics == {"z": 1.5}
+
+
+def test_ipm_uploads_minus_epsilon_times_the_benign_mean() -> None:
+    updates = _round_updates()
+    got, _ = _attack("ipm", "attack.epsilon=0.5").collude(updates, MALICIOUS, 1)
+    benign = [u for u, bad in zip(updates, MALICIOUS, strict=True) if not bad]
+    for i, (update, bad) in enumerate(zip(got, MALICIOUS, strict=True)):
+        for k, layer in enumerate(update):
+            mean = np.mean([b[k] for b in benign], axis=0, dtype=np.float64)
+            np.testing.assert_allclose(layer, -0.5 * mean if bad else updates[i][k], rtol=1e-6)
+    everyone = [True] * 7  # no benign update: the colluders use their own honest ones
+    got, _ = _attack("ipm").collude(updates, everyone, 1)
+    np.testing.assert_allclose(got[0][1], -0.1 * np.mean([u[1] for u in updates], 0), rtol=1e-6)
