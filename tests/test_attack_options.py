@@ -267,3 +267,44 @@ def test_ipm_uploads_minus_epsilon_times_the_benign_mean() -> None:
     everyone = [True] * 7  # no benign update: the colluders use their own honest ones
     got, _ = _attack("ipm").collude(updates, everyone, 1)
     np.testing.assert_allclose(got[0][1], -0.1 * np.mean([u[1] for u in updates], 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("perturbation", ["unit_vec", "sign", "std"])
+def test_min_max_moves_as_far_as_the_honest_spread_allows(perturbation) -> None:
+    from fedlab.aggregators.base import flatten
+
+    updates = _round_updates()
+    attack = _attack("min_max", f"attack.perturbation={perturbation}")
+    got, metrics = attack.collude(updates, MALICIOUS, 1)
+    benign = np.stack([flatten(u) for u, bad in zip(updates, MALICIOUS, strict=True) if not bad])
+    mean = benign.mean(0)
+    p = {
+        "unit_vec": mean / np.linalg.norm(mean),
+        "sign": np.sign(mean),
+        "std": benign.std(0, ddof=1),
+    }[perturbation]
+    bound = max(np.sum((a - b) ** 2) for a in benign for b in benign)
+
+    def farthest(gamma: float) -> float:
+        return max(np.sum((benign - (mean - gamma * p)) ** 2, axis=1))
+
+    gamma = metrics["gamma"]
+    assert 0 < gamma < 10 and farthest(gamma) <= bound  # within the honest spread ...
+    assert farthest(gamma + 1e-4) > bound  # ... and as far as it goes (the search's precision)
+    crafted = mean - gamma * p
+    for update, bad in zip(got, MALICIOUS, strict=True):
+        if bad:
+            np.testing.assert_allclose(flatten(update), crafted, rtol=1e-5, atol=1e-6)
+
+
+def test_an_omniscient_run_crafts_from_the_round(tmp_path) -> None:
+    import fedlab
+
+    result = fedlab.run(
+        [*QUICK, "attack=alie", "attack.fraction=0.3", "aggregator=median"],
+        output_dir=tmp_path,
+        progress=False,
+    )
+    took_part = [r for r, n in result.history["attack/malicious_clients"] if n > 0]
+    assert [r for r, _ in result.history["attack/z"]] == took_part  # crafted when it could
+    assert took_part and all(v >= 0 for _, v in result.history["attack/z"])
