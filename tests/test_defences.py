@@ -1,0 +1,104 @@
+"""The Byzantine-robust aggregators (``fedlab/aggregators/``: krum, multi_krum, bulyan,
+geometric_median, centered_clipping, norm_bounding): each against a NumPy reference written
+here on hand-made updates, its known property, what it logs, and its one-line refusals of a
+round too small for it. The mean, median and trimmed mean are in ``tests/test_aggregators.py``,
+which also runs every aggregator a round on both engines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedlab.aggregators import AGGREGATORS, build_aggregator
+from fedlab.errors import ConfigError
+from tests.conftest import checked
+
+
+def _aggregator(name: str, **keys):
+    return build_aggregator(AGGREGATORS.get(name).Config(name=name, **keys))
+
+
+def _split(vector: np.ndarray) -> list[np.ndarray]:
+    """A flat update as two arrays (a 2x2 matrix and the rest), as a model's would be."""
+    return [vector[:4].reshape(2, 2).astype(np.float32), vector[4:].astype(np.float32)]
+
+
+def _flat(update: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(a, np.float64).ravel() for a in update])
+
+
+def _cloud(honest: int, malicious: int, far: float = 50.0, seed: int = 0, d: int = 6):
+    """``honest`` updates near a common point, then ``malicious`` colluding ones (all equal,
+    ``far`` away): the case Krum's guarantee is about. Returns (updates, malicious flags)."""
+    rng = np.random.default_rng(seed)
+    center = rng.normal(size=d)
+    good = [center + rng.normal(scale=0.5, size=d) for _ in range(honest)]
+    bad = [center + far for _ in range(malicious)]
+    return [_split(v) for v in good + bad], [False] * honest + [True] * malicious
+
+
+def _refused(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        checked(*overrides)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+# -- krum --------------------------------------------------------------------------------------
+
+
+def _krum_reference(vectors: list[np.ndarray], f: int) -> list[float]:
+    """Blanchard et al.'s score, by loops: the n - f - 2 smallest squared distances to others."""
+    n = len(vectors)
+    scores = []
+    for i in range(n):
+        d = sorted(float(np.sum((vectors[i] - vectors[j]) ** 2)) for j in range(n) if j != i)
+        scores.append(sum(d[: n - f - 2]))
+    return scores
+
+
+@pytest.mark.parametrize(("n", "f"), [(5, 1), (7, 2), (10, 3), (10, 1)])
+def test_krum_keeps_the_update_of_least_score(n, f) -> None:
+    rng = np.random.default_rng(n + f)
+    updates = [_split(rng.normal(size=6) * (1 + i)) for i in range(n)]
+    got, _, metrics = _aggregator("krum", f=f).next({}, updates, [1.0] * n)
+    scores = _krum_reference([_flat(u) for u in updates], f)
+    chosen = int(np.argmin(scores))
+    for a, b in zip(got, updates[chosen], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert metrics == {"f": f, "kept": 1.0}
+
+
+@pytest.mark.parametrize(("n", "f"), [(5, 1), (7, 2), (10, 3), (11, 4), (20, 8)])
+def test_krum_keeps_an_honest_update_when_f_is_below_n_minus_2_over_2(n, f) -> None:
+    assert f < (n - 2) / 2
+    for seed in range(5):
+        updates, malicious = _cloud(n - f, f, seed=seed)
+        aggregator = _aggregator("krum")  # f null: the most it tolerates, floor((n - 3) / 2)
+        got, _, metrics = aggregator.next_marked({}, updates, [1.0] * n, malicious)
+        assert metrics["kept_malicious"] == 0 and metrics["f"] == (n - 3) // 2
+        assert any(np.array_equal(_flat(got), _flat(u)) for u in updates[: n - f])
+
+
+def test_krum_with_a_malicious_majority_keeps_a_malicious_update() -> None:
+    updates, malicious = _cloud(3, 4)  # the colluders agree: they are each other's neighbours
+    _, _, metrics = _aggregator("krum", f=1).next_marked({}, updates, [1.0] * 7, malicious)
+    assert metrics["kept_malicious"] == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["C=0.04"], ["aggregator=krum needs at least 5 clients a round", "f=1", "samples 4"]),
+        (["aggregator.f=3", "C=0.08"], ["needs at least 9", "f=3: n >= 2f + 3", ">= 9"]),
+        (["aggregator.f=-1"], ["aggregator.f=-1", "integer >= 0"]),
+        (["engine=tff"], ["aggregator=krum cannot run on engine=tff", "engine=fast"]),
+        (["attack=sign_flip", "attack.fraction=0.5"], ["aggregator=krum", "honest majority"]),
+        (["placement=ray"], ["aggregator=krum cannot run with placement=ray"]),
+    ],
+)
+def test_krum_refuses_what_it_cannot_be_in_one_line(overrides, words) -> None:
+    message = _refused("aggregator=krum", *overrides)
+    for word in words:
+        assert word in message, message
