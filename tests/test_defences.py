@@ -102,3 +102,32 @@ def test_krum_refuses_what_it_cannot_be_in_one_line(overrides, words) -> None:
     message = _refused("aggregator=krum", *overrides)
     for word in words:
         assert word in message, message
+
+
+# -- multi_krum --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "f", "keep"), [(7, 2, None), (10, 3, None), (10, 1, 4)])
+def test_multi_krum_averages_the_keep_updates_of_least_score(n, f, keep) -> None:
+    rng = np.random.default_rng(n)
+    updates = [_split(rng.normal(size=6) * (1 + i % 3)) for i in range(n)]
+    got, _, metrics = _aggregator("multi_krum", f=f, keep=keep).next({}, updates, [1.0] * n)
+    scores = _krum_reference([_flat(u) for u in updates], f)
+    best = np.argsort(scores, kind="stable")[: keep or n - f]
+    want = np.mean([_flat(updates[i]) for i in best], axis=0)
+    np.testing.assert_allclose(_flat(got), want, rtol=1e-6)
+    assert metrics == {"f": f, "kept": float(len(best))}
+
+
+def test_multi_krum_drops_the_colluders_and_logs_it() -> None:
+    updates, malicious = _cloud(7, 3)
+    got, _, metrics = _aggregator("multi_krum").next_marked({}, updates, [1.0] * 10, malicious)
+    assert metrics == {"f": 3, "kept": 7.0, "kept_malicious": 0.0}
+    np.testing.assert_allclose(
+        _flat(got), np.mean([_flat(u) for u in updates[:7]], axis=0), rtol=1e-6
+    )
+
+
+def test_multi_krum_refuses_keeping_more_than_a_round_samples() -> None:
+    message = _refused("aggregator=multi_krum", "aggregator.keep=11")
+    assert "aggregator.keep=11" in message and "1 <= keep <= 10" in message
