@@ -131,3 +131,64 @@ def test_multi_krum_drops_the_colluders_and_logs_it() -> None:
 def test_multi_krum_refuses_keeping_more_than_a_round_samples() -> None:
     message = _refused("aggregator=multi_krum", "aggregator.keep=11")
     assert "aggregator.keep=11" in message and "1 <= keep <= 10" in message
+
+
+# -- bulyan ------------------------------------------------------------------------------------
+
+
+def _bulyan_reference(vectors: list[np.ndarray], f: int) -> tuple[np.ndarray, list[int]]:
+    """El Mhamdi et al.'s Bulyan by loops: theta Krum picks, then per coordinate the mean of the
+    beta values nearest the selection's median."""
+    n = len(vectors)
+    theta, beta = n - 2 * f, n - 4 * f
+    remaining, chosen = list(range(n)), []
+    for _ in range(theta):
+        k = len(remaining)
+        closest = min(max(k - f - 2, 1), k - 1)
+        scores = []
+        for i in remaining:
+            d = sorted(float(np.sum((vectors[i] - vectors[j]) ** 2)) for j in remaining if j != i)
+            scores.append(sum(d[:closest]))
+        pick = remaining[int(np.argmin(scores))]
+        chosen.append(pick)
+        remaining.remove(pick)
+    out = np.empty(len(vectors[0]))
+    for c in range(len(out)):
+        values = np.array([vectors[i][c] for i in chosen])
+        order = np.argsort(np.abs(values - np.median(values)), kind="stable")
+        out[c] = values[order[:beta]].mean()
+    return out, chosen
+
+
+@pytest.mark.parametrize(("n", "f"), [(7, 1), (11, 2), (15, 3)])
+def test_bulyan_matches_a_numpy_reference(n, f) -> None:
+    rng = np.random.default_rng(n)
+    updates = [_split(rng.normal(size=6) * (1 + i % 4)) for i in range(n)]
+    got, _, metrics = _aggregator("bulyan", f=f).next({}, updates, [1.0] * n)
+    want, chosen = _bulyan_reference([_flat(u) for u in updates], f)
+    np.testing.assert_allclose(_flat(got), want, rtol=1e-6)
+    assert metrics == {"f": f, "selected": float(n - 2 * f)}
+
+
+@pytest.mark.parametrize(("n", "f"), [(7, 1), (11, 2), (19, 4)])
+def test_bulyans_bounds_each_coordinate_within_the_honest_values(n, f) -> None:
+    # n = 4f + 3, Bulyan's bound; the colluders sit far out, on either side per coordinate.
+    assert n >= 4 * f + 3
+    for seed in range(5):
+        updates, malicious = _cloud(n - f, f, far=1e3, seed=seed)
+        rng = np.random.default_rng(seed)
+        signs = rng.choice([-1.0, 1.0], size=6)
+        for i in range(n - f, n):  # each malicious update on its own side of each coordinate
+            updates[i] = _split(_flat(updates[0]) + signs * 1e3 * (1 + i))
+        got, _, metrics = _aggregator("bulyan").next_marked({}, updates, [1.0] * n, malicious)
+        honest = np.stack([_flat(u) for u in updates[: n - f]])
+        assert np.all(_flat(got) >= honest.min(axis=0) - 1e-6)
+        assert np.all(_flat(got) <= honest.max(axis=0) + 1e-6)
+        assert metrics["selected_malicious"] == 0 and metrics["f"] == f
+
+
+def test_bulyan_refuses_a_round_below_4f_plus_3() -> None:
+    message = _refused("aggregator=bulyan", "C=0.06")
+    assert "aggregator=bulyan needs at least 7 clients a round" in message
+    message = _refused("aggregator=bulyan", "aggregator.f=2", "C=0.1")
+    assert "needs at least 11" in message and "n >= 4f + 3" in message
