@@ -192,3 +192,53 @@ def test_bulyan_refuses_a_round_below_4f_plus_3() -> None:
     assert "aggregator=bulyan needs at least 7 clients a round" in message
     message = _refused("aggregator=bulyan", "aggregator.f=2", "C=0.1")
     assert "needs at least 11" in message and "n >= 4f + 3" in message
+
+
+# -- geometric_median --------------------------------------------------------------------------
+
+
+def _rfa_reference(points, alphas, maxiter=4, nu=1e-5, ftol=1e-6):
+    """RFA's smoothed Weiszfeld as the authors write it, point by point."""
+    alphas = np.asarray(alphas, np.float64) / sum(alphas)
+    median = sum(a * p for a, p in zip(alphas, points, strict=True))
+
+    def objective(m):
+        return sum(a * np.linalg.norm(m - p) for a, p in zip(alphas, points, strict=True))
+
+    value = objective(median)
+    for _ in range(maxiter):
+        previous = value
+        pairs = zip(alphas, points, strict=True)
+        w = np.array([a / max(nu, np.linalg.norm(median - p)) for a, p in pairs])
+        w = w / w.sum()
+        median = sum(a * p for a, p in zip(w, points, strict=True))
+        value = objective(median)
+        if abs(previous - value) < ftol * value:
+            break
+    return median
+
+
+def test_geometric_median_matches_rfas_smoothed_weiszfeld() -> None:
+    rng = np.random.default_rng(1)
+    updates = [_split(rng.normal(size=6) * (1 + i)) for i in range(6)]
+    weights = [3.0, 1.0, 2.0, 5.0, 1.0, 4.0]
+    got, _, metrics = _aggregator("geometric_median").next({}, updates, weights)
+    want = _rfa_reference([_flat(u) for u in updates], weights)
+    np.testing.assert_allclose(_flat(got), want, rtol=1e-5, atol=1e-7)
+    assert 1 <= metrics["iterations"] <= 4
+
+
+def test_geometric_median_stays_with_an_honest_majority() -> None:
+    updates, malicious = _cloud(6, 4, far=1e4)
+    n = len(updates)
+    aggregator = _aggregator("geometric_median", maxiter=100)
+    got, _, metrics = aggregator.next_marked({}, updates, [1.0] * n, malicious)
+    honest = np.stack([_flat(u) for u in updates[:6]])
+    spread = np.linalg.norm(honest - honest.mean(0), axis=1).max()
+    assert np.linalg.norm(_flat(got) - honest.mean(0)) < 2 * spread  # the mean is 4,000 away
+    assert metrics["weight_malicious"] < 1e-3 and metrics["weight"] == pytest.approx(1.0)
+
+
+def test_geometric_median_refuses_fewer_than_three_clients() -> None:
+    message = _refused("aggregator=geometric_median", "C=0.02")
+    assert "needs at least 3 clients a round" in message and "samples 2" in message
