@@ -242,3 +242,70 @@ def test_geometric_median_stays_with_an_honest_majority() -> None:
 def test_geometric_median_refuses_fewer_than_three_clients() -> None:
     message = _refused("aggregator=geometric_median", "C=0.02")
     assert "needs at least 3 clients a round" in message and "samples 2" in message
+
+
+# -- centered_clipping -------------------------------------------------------------------------
+
+
+def _cc_reference(points, center, tau, iterations):
+    for _ in range(iterations):
+        moves = []
+        for p in points:
+            diff = p - center
+            norm = np.linalg.norm(diff)
+            moves.append(diff * min(1.0, tau / norm) if norm > 0 else diff)
+        center = center + np.mean(moves, axis=0)
+    return center
+
+
+def test_centered_clipping_clips_around_the_last_aggregate_and_remembers_it() -> None:
+    rng = np.random.default_rng(2)
+    aggregator = _aggregator("centered_clipping", tau=1.5, iterations=2)
+    aggregator.bind_shapes([(2, 2), (2,)])
+    state = aggregator.initial_state()
+    center = np.zeros(6)
+    for _ in range(3):  # rounds: the center carries over in the state
+        updates = [_split(rng.normal(size=6) * (1 + i)) for i in range(5)]
+        got, state, metrics = aggregator.next(state, updates, [1.0] * 5)
+        points = [_flat(u) for u in updates]
+        before = center
+        center = _cc_reference(points, center, 1.5, 2)
+        np.testing.assert_allclose(_flat(got), center, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_flat(state["center"]), center, rtol=1e-5, atol=1e-6)
+        last = _cc_reference(points, before, 1.5, 1)  # the center before the last iteration
+        want = sum(np.linalg.norm(p - last) > 1.5 for p in points)
+        assert metrics["clipped"] == want
+
+
+def test_a_malicious_update_moves_centered_clipping_by_at_most_tau_over_n() -> None:
+    updates, malicious = _cloud(7, 1, far=1e6)
+    aggregator = _aggregator("centered_clipping", tau=1.0)
+    aggregator.bind_shapes([(2, 2), (2,)])
+    state = aggregator.initial_state()
+    with_it, _, metrics = aggregator.next_marked(state, updates, [1.0] * 8, malicious)
+    honest_only = _cc_reference([_flat(u) for u in updates[:7]] + [np.zeros(6)], np.zeros(6), 1, 1)
+    assert np.linalg.norm(_flat(with_it) - honest_only) <= 1.0 / 8 + 1e-6
+    assert metrics["clipped_malicious"] == 1
+
+
+def test_centered_clippings_center_is_checkpointed_with_the_model() -> None:
+    import dataclasses
+
+    from fedlab.backends.fast import FastEngine
+    from tests.engines import parts
+    from tests.test_fast import _clients, opt
+
+    p = parts("logreg", opt("sgd", 0.1), opt("sgd", 1.0), aggregator="centered_clipping", tau=0.05)
+    engine = FastEngine(
+        p.make_model(), p.client_optimizer, p.server_optimizer, p.algorithm, p.aggregator,
+        parallel_clients=1,
+    )  # fmt: skip
+    state = engine.initialize(p.make_model().get_weights())
+    made = _clients((9, 13, 20), 1, 5, 3)
+    clients = [dataclasses.replace(w, client_id=i) for i, w in enumerate(made)]
+    first = engine.next(state, clients).state
+    assert any(np.any(a != 0) for a in first.aggregator["center"])
+    resumed = engine.state_from_arrays(engine.state_arrays(first))
+    straight, again = engine.next(first, clients).state, engine.next(resumed, clients).state
+    for a, b in zip(engine.state_arrays(straight), engine.state_arrays(again), strict=True):
+        np.testing.assert_array_equal(a, b)
