@@ -309,3 +309,49 @@ def test_centered_clippings_center_is_checkpointed_with_the_model() -> None:
     straight, again = engine.next(first, clients).state, engine.next(resumed, clients).state
     for a, b in zip(engine.state_arrays(straight), engine.state_arrays(again), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# -- norm_bounding -----------------------------------------------------------------------------
+
+
+def test_norm_bounding_clips_each_update_then_takes_the_weighted_mean() -> None:
+    rng = np.random.default_rng(4)
+    updates = [_split(rng.normal(size=6) * (0.2 + i)) for i in range(5)]
+    weights = [1.0, 4.0, 2.0, 3.0, 5.0]
+    malicious = [False, False, True, False, True]
+    got, _, metrics = _aggregator("norm_bounding", max_norm=1.5).next_marked(
+        {}, updates, weights, malicious
+    )
+    points = [_flat(u) for u in updates]
+    norms = [np.linalg.norm(p) for p in points]
+    clipped = [p * min(1.0, 1.5 / n) for p, n in zip(points, norms, strict=True)]
+    want = sum(w * c for w, c in zip(weights, clipped, strict=True)) / sum(weights)
+    np.testing.assert_allclose(_flat(got), want, rtol=1e-5)
+    assert metrics["clipped"] == sum(n > 1.5 for n in norms)
+    bad = [n for n, m in zip(norms, malicious, strict=True) if m]
+    assert metrics["clipped_malicious"] == sum(n > 1.5 for n in bad)
+
+
+def test_norm_bounding_in_slices_equals_it_in_one_process() -> None:
+    rng = np.random.default_rng(5)
+    updates = [_split(rng.normal(size=6) * (0.5 + i)) for i in range(6)]
+    weights = [2.0, 1.0, 3.0, 1.0, 2.0, 4.0]
+    aggregator = _aggregator("norm_bounding", max_norm=2.0)
+    whole, _, metrics = aggregator.next({}, updates, weights)
+    partials = []
+    for part in ((0, 1, 2), (3, 4, 5)):
+        partial = None
+        for i in part:
+            partial = aggregator.accumulate({}, partial, updates[i], weights[i])
+        partials.append(partial)
+    sliced, _, sliced_metrics = aggregator.combine({}, partials)
+    np.testing.assert_allclose(_flat(sliced), _flat(whole), rtol=1e-6)
+    assert sliced_metrics == {"clipped": metrics["clipped"]}
+    assert checked("aggregator=norm_bounding", "placement=ray").aggregator.max_norm == 2.0
+
+
+def test_norm_bounding_bounds_a_boosted_update() -> None:
+    updates, malicious = _cloud(9, 1, far=1e6)
+    got, _, _ = _aggregator("norm_bounding", max_norm=1.0).next({}, updates, [1.0] * 10)
+    honest = np.mean([_flat(u) * min(1.0, 1.0 / np.linalg.norm(_flat(u))) for u in updates[:9]], 0)
+    assert np.linalg.norm(_flat(got) - 0.9 * honest) <= 0.1 + 1e-6  # its share times M
