@@ -308,3 +308,22 @@ def test_an_omniscient_run_crafts_from_the_round(tmp_path) -> None:
     took_part = [r for r, n in result.history["attack/malicious_clients"] if n > 0]
     assert [r for r, _ in result.history["attack/z"]] == took_part  # crafted when it could
     assert took_part and all(v >= 0 for _, v in result.history["attack/z"])
+
+
+# -- with DP and compression -------------------------------------------------------------------
+
+
+def test_attacks_with_dp_and_compression_compose_or_are_refused_in_one_line() -> None:
+    # A client-side attack, then the client's compressor encodes what it sends.
+    assert checked("attack=sign_flip", "compression=topk").compression.name == "topk"
+    # Any attack, then DP-FedAvg's server-side clipping and noise (colluders' crafted updates too).
+    for attack in ("sign_flip", "alie", "backdoor"):
+        cfg = checked(f"attack={attack}", "privacy=dp_fedavg", "client_optimizer=sgd")
+        assert cfg.privacy.name == "dp_fedavg"
+    # An omniscient attack crafts after the clients encoded: not in the wire format.
+    for attack in ("alie", "ipm", "min_max"):
+        with pytest.raises(ConfigError) as info:
+            checked(f"attack={attack}", "compression=quantize")
+        message = str(info.value)
+        assert "\n" not in message and "compression=quantize" in message, message
+        assert "wire format" in message and "allowed: compression=none" in message, message
