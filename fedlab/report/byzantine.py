@@ -5,7 +5,8 @@ final test accuracy by defence (the aggregator, rows) × attack (columns), one t
 backdoor accuracy (``eval/backdoor_accuracy``). A cell is the mean ± sample standard deviation
 over seeds; a run whose model diverged under attack (tag ``fedlab.diverged``) counts as such and
 the cell says so (``diverged``: every seed; ``k/n div.``: some). The figure draws the accuracy
-tables as heat maps, one panel per setting and fraction (``byzantine.png``)."""
+tables as heat maps, one panel per setting and fraction (``byzantine.png``; diverged cells
+grey)."""
 
 from __future__ import annotations
 
@@ -177,7 +178,9 @@ def plot_byzantine(series: Sequence[RunSeries], path: Path) -> Path:
             [table.cells[d].get(a, Cell()).mean() for a in table.attacks] for d in table.defences
         ]
         values = [[float("nan") if v is None else v for v in row] for row in grid]
-        image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        cmap = plt.get_cmap("RdYlGn").copy()
+        cmap.set_bad("0.6")  # diverged (or not run): grey
+        image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
         for i, d in enumerate(table.defences):
             for j, a in enumerate(table.attacks):
                 cell = table.cells[d].get(a, Cell())
