@@ -347,6 +347,10 @@ def test_norm_bounding_in_slices_equals_it_in_one_process() -> None:
     sliced, _, sliced_metrics = aggregator.combine({}, partials)
     np.testing.assert_allclose(_flat(sliced), _flat(whole), rtol=1e-6)
     assert sliced_metrics == {"clipped": metrics["clipped"]}
+    malicious = [True, False, True, False, False, True]
+    _, _, marked = aggregator.combine_marked({}, partials, malicious)
+    _, _, whole_marked = aggregator.next_marked({}, updates, weights, malicious)
+    assert marked == whole_marked and set(marked) == {"clipped", "clipped_malicious"}
     assert checked("aggregator=norm_bounding", "placement=ray").aggregator.max_norm == 2.0
 
 

@@ -301,6 +301,9 @@ COMBINATIONS = {
         "compression.k=2000",
         "compression.error_feedback=true",
     ],
+    # An attack reaches the actors' clients: poisoned data (dataset_parts), boosted uploads
+    # (each actor's ClientRunner), and norm bounding clips them where they train.
+    "scaling-norm_bounding": ["attack=scaling", "attack.fraction=0.4", "aggregator=norm_bounding"],
 }
 
 

@@ -130,6 +130,14 @@ class Aggregator(Plugin):
         least one finite client; an empty list: no finite client this round)."""
         raise NotImplementedError(f"aggregator={self.name} needs every update; it is not a sum")
 
+    def combine_marked(
+        self, state: dict[str, np.ndarray], partials: list[Any], malicious: list[bool] | None
+    ) -> tuple[list[np.ndarray] | None, dict[str, np.ndarray], dict[str, float]]:
+        """``combine``, told which of the finite clients folded into ``partials`` (in the order
+        they were folded, slice after slice) were malicious; for its log only, as
+        ``next_marked``. The default ignores it."""
+        return self.combine(state, partials)
+
 
 class Defence(Aggregator):
     """A robust rule that decides per update: ``select`` returns the combined update, the new

@@ -10,7 +10,7 @@ voted out): it limits what boosting buys, not what many small malicious updates 
 fedlab's own, above the honest updates' norms of the MNIST 2NN with client SGD at lr 0.05
 (docs/robustness.md has the measured norms). Weak DP noise, the paper's second defence, is
 ``privacy=dp_fedavg``. A sum over the clients, so it also runs with ``placement=ray`` (each
-actor clips its clients). Logs ``aggregator/clipped`` and, under attack (one process),
+actor clips its clients). Logs ``aggregator/clipped`` and, under attack,
 ``aggregator/clipped_malicious``."""
 
 from __future__ import annotations
@@ -47,33 +47,42 @@ class NormBounding(Defence):
     summable = True
 
     def accumulate(self, state, partial, update, weight):
+        # (the clipped, weighted sum, the summed weights, which clients were clipped, in order)
         norm = _norm(update)
         clipped = norm > self.cfg.max_norm
         scale = np.float32(self.cfg.max_norm / norm if clipped else 1.0) * np.float32(weight)
         weighted = [u * scale for u in update]
         if partial is None:
-            return weighted, np.float32(weight), int(clipped)
-        sums, total, count = partial
+            return weighted, np.float32(weight), [clipped]
+        sums, total, flags = partial
         return (
             [a + b for a, b in zip(sums, weighted, strict=True)],
             np.float32(total + np.float32(weight)),
-            count + int(clipped),
+            [*flags, clipped],
         )
 
     def combine(self, state, partials):
+        return self.combine_marked(state, partials, None)
+
+    def combine_marked(self, state, partials, malicious):
         if not partials:
             return None, state, {}
-        sums, total, count = partials[0]
+        sums, total, flags = partials[0]
         for more, weight, clipped in partials[1:]:
             sums = [a + b for a, b in zip(sums, more, strict=True)]
-            total, count = np.float32(total + weight), count + clipped
+            total, flags = np.float32(total + weight), [*flags, *clipped]
+        metrics = {"clipped": float(sum(flags))}
+        if malicious is not None:
+            bad = zip(flags, malicious, strict=True)
+            metrics["clipped_malicious"] = float(sum(c and m for c, m in bad))
         with np.errstate(divide="ignore", invalid="ignore"):
-            return [s / total for s in sums], state, {"clipped": float(count)}
+            return [s / total for s in sums], state, metrics
 
-    def select(self, state, updates, weights):
+    def next_marked(self, state, updates, weights, malicious):
+        # As the slices compute it, one slice: the same operations in the same order.
+        if not updates:
+            return None, state, {}
         partial = None
         for update, weight in zip(updates, weights, strict=True):
             partial = self.accumulate(state, partial, update, weight)
-        aggregate, state, _ = self.combine(state, [partial])
-        clipped = [_norm(u) > self.cfg.max_norm for u in updates]
-        return aggregate, state, {}, {"clipped": clipped}
+        return self.combine_marked(state, [partial], malicious)

@@ -570,8 +570,8 @@ class FastEngine:
                 state.aggregator, updates, [w for s in slices for w in s.weights], malicious
             )
         else:  # partial sums, one per slice
-            aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine(
-                state.aggregator, [s.partial for s in slices if s.finite]
+            aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine_marked(
+                state.aggregator, [s.partial for s in slices if s.finite], malicious
             )
         weights = [tf.constant(w) for w in broadcast.weights]
         skipped = aggregate is None
