@@ -81,7 +81,8 @@ def lookup(params: Mapping[str, object]) -> list[PaperValue]:
 
     A run matches only if everything the paper fixes matches: MNIST, K=100, the IID or the
     pathological shards split, uniform client sampling, client SGD, server SGD with lr 1.0,
-    the paper's target for the model, and a (C, E, B) cell of Table 1 or 2.
+    the mean without malicious clients, the paper's target for the model, and a (C, E, B) cell
+    of Table 1 or 2.
     """
     p = {key: "null" if value is None else str(value) for key, value in params.items()}
     model = p.get("model.name")
@@ -99,6 +100,9 @@ def lookup(params: Mapping[str, object]) -> list[PaperValue]:
             and p["server_optimizer.name"] == "sgd"
             and math.isclose(float(p["server_optimizer.lr"]), 1.0)
             and math.isclose(float(p["target_accuracy"]), TARGET[model])
+            # FedAvg's mean over honest clients (a robust rule, or an attack, is another setting)
+            and p.get("aggregator.name", "mean") == "mean"
+            and (p.get("attack.name", "none") == "none" or float(p["attack.fraction"]) == 0)
         )
         if not fixed:
             return []

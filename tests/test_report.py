@@ -285,6 +285,20 @@ def test_configurations_are_named_by_what_tells_them_apart() -> None:
         (["model=cnn", "C=0.1", "E=1", "B=10", "num_clients=50"], []),
         (["model=cnn", "C=0.1", "E=2", "B=10"], []),
         (["model=cnn", "C=0.3", "E=5", "B=10"], []),
+        (["model=2nn", "C=0.2", "E=1", "B=10", "target_accuracy=0.97", "aggregator=krum"], []),
+        (["model=2nn", "C=0.2", "E=1", "B=10", "target_accuracy=0.97", "attack=ipm"], []),
+        (
+            [
+                "model=2nn",
+                "C=0.2",
+                "E=1",
+                "B=10",
+                "target_accuracy=0.97",
+                "attack=ipm",
+                "attack.fraction=0",
+            ],
+            [(77, "Table 1")],
+        ),  # fmt: skip
     ],
 )
 def test_paper_values_only_for_the_papers_settings(overrides, expected) -> None:
