@@ -149,10 +149,11 @@ class Attack(Plugin):
 
         aggregator = AGGREGATORS.of(run.aggregator)
         if fraction >= 0.5 and aggregator.honest_majority:
+            others = [n for n, e in AGGREGATORS.items() if not e.honest_majority]
             raise ConfigError(
                 f"attack.fraction={fraction} with aggregator={run.aggregator.name}: it assumes "
                 "an honest majority, which a malicious half breaks by construction; allowed: "
-                "attack.fraction < 0.5, or an aggregator that assumes none (mean, norm_bounding)"
+                f"attack.fraction < 0.5, or an aggregator that assumes none ({', '.join(others)})"
             )
         if cls.poisons_data:
             from fedlab.data import DATASETS
