@@ -77,6 +77,13 @@ class Checkpoint:
     client_states: dict[int, int] = field(default_factory=dict)  # client id -> round of its file
 
 
+def under_attack(params: dict) -> bool:
+    """Whether the flat ``params`` (``run_params``) make clients malicious: an attack other
+    than ``none`` with a malicious fraction above 0."""
+    name = str(params.get("attack.name", "none"))
+    return name != "none" and float(params.get("attack.fraction", 0) or 0) > 0
+
+
 def config_key(cfg: RunConfig) -> str:
     """A short hash of everything that determines the run's numbers."""
     tree = run_params(cfg)
@@ -85,6 +92,10 @@ def config_key(cfg: RunConfig) -> str:
         # The default placement leaves the key as it was before placement existed, so that
         # those checkpoints are still found.
         kept = {key: value for key, value in kept.items() if not key.startswith("placement.")}
+    if not under_attack(tree):
+        # So does a run without malicious clients (attack=none, or attack.fraction=0, which
+        # computes the same numbers bit for bit): a sweep's runs at fraction 0 are one run.
+        kept = {key: value for key, value in kept.items() if not key.startswith("attack.")}
     text = json.dumps(kept, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -4,9 +4,9 @@
 ``tracking``) merge into typed nodes, so a misspelled key or a wrong type fails when Hydra
 composes the config, and each dataclass checks its own ranges in ``__post_init__``. The groups
 whose options are plug-ins (dataset, partition, model, the optimizers, algorithm, aggregator,
-privacy, compression, callbacks) are typed here only as "a mapping": each option has a schema of
-its own (``fedlab.plugin``), into which ``fedlab.validation`` converts the mapping, and the
-cross-field rules run there too, once. This module reaches into no registry.
+privacy, compression, attack, callbacks) are typed here only as "a mapping": each option has a
+schema of its own (``fedlab.plugin``), into which ``fedlab.validation`` converts the mapping,
+and the cross-field rules run there too, once. This module reaches into no registry.
 
 Names follow McMahan et al. 2017: ``C`` is the fraction of clients sampled per round, ``B`` the
 local batch size (``null`` = the full local dataset, the paper's B=∞), ``E`` the number of local
@@ -181,6 +181,7 @@ class RunConfig:
     aggregator: Any = MISSING
     privacy: Any = MISSING
     compression: Any = MISSING
+    attack: Any = MISSING  # malicious clients (fedlab.attacks); none by default
     # What runs after each round: name -> its keys, in order (conf/callbacks/default.yaml).
     callbacks: Any = MISSING
     hardware: HardwareConfig = MISSING

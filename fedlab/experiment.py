@@ -3,7 +3,8 @@
 ``fedlab.validation`` makes the checked config; ``run`` builds everything a run is made of from
 it, in this order, and hands the parts to the round loop (``fedlab.core.loop.train``):
 
-1. the data (``fedlab.data.federate``: load locally, partition over the clients);
+1. the data (``federated_data``: load locally, partition over the clients, poison the malicious
+   clients' examples if the attack does: ``fedlab.attacks.poisoned``);
 2. the round's parts (``round_parts``: model, optimizers, algorithm, aggregator wrapped by the
    privacy option, compressor) and the engine that computes them (``fedlab.backends``), with the
    placement of a round's clients;
@@ -39,6 +40,9 @@ from fedlab.errors import TERMINATION_REQUESTED, Terminated
 from fedlab.quiet import silence_frameworks
 from fedlab.tracking import NullTracker, Tracker
 
+# The tag of a run under attack whose global model diverged: "round N: why" (fedlab.report).
+DIVERGED_TAG = "fedlab.diverged"
+
 
 @dataclass
 class RunResult:
@@ -55,6 +59,8 @@ class RunResult:
     location: str | None
     epsilon: float | None = None  # the privacy spent (fedlab.privacy), at delta
     delta: float | None = None
+    # Under attack, where and why the global model diverged (the run ended there), else None.
+    diverged: str | None = None
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -64,6 +70,8 @@ class RunResult:
             else "did not reach the target"
         )
         where = f" Recorded as {self.location}." if self.location else ""
+        if self.diverged:
+            where = f" Under attack, training diverged at {self.diverged}.{where}"
         spent = ""
         if self.epsilon is not None:
             spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
@@ -128,6 +136,7 @@ def round_parts(
     """The parts ``cfg`` chooses, for a dataset of this shape and classes."""
     from fedlab.aggregators import build_aggregator
     from fedlab.algorithms import build_algorithm
+    from fedlab.attacks import build_attack
     from fedlab.compression import build_compressor
     from fedlab.models import MODELS, model_options
     from fedlab.optimizers import build_optimizer
@@ -152,6 +161,7 @@ def round_parts(
         target_shape=tuple(target_shape),
         pad_label=pad_label,
         seed=cfg.seed,
+        attack=build_attack(cfg),
     )
 
 
@@ -184,12 +194,21 @@ def build_callbacks(cfg: RunConfig, setup: Any) -> list[Any]:
     return sorted(created, key=lambda callback: callback.order)
 
 
+def federated_data(cfg: RunConfig) -> Any:
+    """The run's clients' data as they train on it: the dataset loaded and partitioned
+    (``fedlab.data.federate``), with the malicious clients' examples poisoned if the attack
+    does (``fedlab.attacks.poisoned``). Every process that trains clients gets its data here:
+    this one (``run``) and each Ray actor (``dataset_parts``)."""
+    from fedlab.attacks import build_attack, poisoned
+    from fedlab.data import federate
+
+    return poisoned(federate(cfg), build_attack(cfg))
+
+
 def dataset_parts(cfg: RunConfig) -> tuple[Any, RoundParts]:
     """The run's federated dataset and the parts built for it: what a process that trains a
     run's clients needs (this one, or a Ray actor: ``fedlab.backends.fast.placement``)."""
-    from fedlab.data import federate
-
-    dataset = federate(cfg)
+    dataset = federated_data(cfg)
     parts = round_parts(
         cfg,
         dataset.input_shape,
@@ -232,7 +251,6 @@ def run(
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
     """
-    from fedlab.data import federate
     from fedlab.privacy import build_privacy
 
     started = time.monotonic()
@@ -240,7 +258,7 @@ def run(
     tracker = MetricLog(tracker or NullTracker())
     output_dir.mkdir(parents=True, exist_ok=True)
     worker_env = hardware.configure(cfg.hardware, cfg.engine)
-    dataset = federate(cfg)
+    dataset = federated_data(cfg)
     ckpt_key = checkpoint.config_key(cfg)
     ckpt_path = checkpoint.checkpoint_path(
         cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key
@@ -263,6 +281,7 @@ def run(
             wall_s=time.monotonic() - started,
             history=tracker.history(tracker.run_id or (resumed.run_id if resumed else None)),
             location=tracker.location,
+            diverged=done.diverged,
         )
 
     reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
@@ -307,6 +326,9 @@ def run(
             raise Terminated() from err
         tracker.finish("FAILED", f"{type(err).__name__}: {err}")
         raise
+    if done.diverged:
+        # A result, not a failure: FINISHED keeps the run in the report, which shows the tag.
+        tracker.set_tags({DIVERGED_TAG: done.diverged})
     tracker.finish("FINISHED")
     return result(done)
 
@@ -403,4 +425,8 @@ def _train(
             algorithm=parts.algorithm,
             model_bytes=sum(w.nbytes for w in initial_weights),
         )
-        return train(ctx, callbacks, sampler.sample, client_work, cfg.rounds, store)
+        under_attack = parts.attack is not None and parts.attack.active
+        return train(
+            ctx, callbacks, sampler.sample, client_work, cfg.rounds, store,
+            diverged_is_result=under_attack,
+        )  # fmt: skip

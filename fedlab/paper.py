@@ -489,6 +489,9 @@ def lookup(params: Mapping[str, object]) -> list[PaperValue]:
     Reddi et al. 2021 (test accuracy): the task (CIFAR-10 over 500 clients by a Dirichlet split,
     or TFF's CIFAR-100 over its 500 clients; ResNet-18 with group norm), 10 clients a round,
     E=1, B=20, client SGD, and the method's server optimizer; rates free (the paper tuned them).
+
+    Every paper's setting is FedAvg's mean over honest clients: a robust aggregator or an
+    attack with malicious clients is another setting (no paper value).
     """
     p = {key: "null" if value is None else str(value) for key, value in params.items()}
     try:
@@ -503,7 +506,14 @@ def _plain_fedavg(p: Mapping[str, str]) -> bool:
         and p["client_optimizer.name"] == "sgd"
         and p["server_optimizer.name"] == "sgd"
         and math.isclose(float(p["server_optimizer.lr"]), 1.0)
+        and _honest_mean(p)
     )
+
+
+def _honest_mean(p: Mapping[str, str]) -> bool:
+    """FedAvg's mean over honest clients: a robust rule, or an attack, is another setting."""
+    attacked = p.get("attack.name", "none") != "none" and float(p.get("attack.fraction", 0)) > 0
+    return p.get("aggregator.name", "mean") == "mean" and not attacked
 
 
 def _mnist(p: Mapping[str, str]) -> list[PaperValue]:
@@ -584,6 +594,7 @@ def _reddi(p: Mapping[str, str]) -> list[PaperValue]:
     fixed = (
         split
         and method is not None
+        and _honest_mean(p)
         and k == 500
         and clients_per_round == 10
         and int(p["E"]) == REDDI_EPOCHS

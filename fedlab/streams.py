@@ -16,6 +16,9 @@ evaluation sample         (seed, 3)                                    fedlab.ca
 dropout (engine=fast)     (seed, 4, round, client mod 2**32) -> 2 ints fedlab.backends.fast
 stochastic quantization   (seed, round, client, 0xC0DE)                fedlab.compression
 DP-FedAvg's noise         (seed, noise round, 0x5EED)                  fedlab.privacy.dp_fedavg
+malicious clients         (seed, 5)                                    fedlab.attacks
+a malicious update        (seed, 6, round, client)                     fedlab.attacks (gaussian)
+poisoned examples         (seed, 7, client)                            fedlab.attacks (backdoor)
 held-out examples         (seed, 8, client)                            fedlab.data.federate
 ========================  ===========================================  ==========================
 """
@@ -29,7 +32,10 @@ SAMPLING = 1
 CLIENT_ORDER = 2
 EVALUATION = 3
 DROPOUT = 4
-HOLDOUT = 8  # 5-7 are the attacks' (issue 20's branches were written side by side)
+MALICIOUS = 5
+ATTACK_UPDATE = 6
+POISONED_EXAMPLES = 7
+HOLDOUT = 8
 _QUANTIZATION_TAG = 0xC0DE  # the compression stream's last key (it has no numbered id)
 _DP_NOISE_TAG = 0x5EED  # DP-FedAvg's noise stream's last key
 
@@ -75,3 +81,18 @@ def quantization(seed: int, round_num: int, client_id: int) -> np.random.Generat
 def dp_noise(seed: int, noise_round: int) -> np.random.Generator:
     """DP-FedAvg's Gaussian noise on the clipped sum, per noised round (checkpointed)."""
     return np.random.default_rng([seed, noise_round, _DP_NOISE_TAG])
+
+
+def malicious(seed: int) -> np.random.Generator:
+    """Which clients are malicious (``attack.fraction`` of them, fixed for the run)."""
+    return np.random.default_rng([seed, MALICIOUS])
+
+
+def attack_update(seed: int, round_num: int, client_id: int) -> np.random.Generator:
+    """What a malicious client draws for its update in round ``round_num`` (a random update)."""
+    return np.random.default_rng([seed, ATTACK_UPDATE, round_num, client_id])
+
+
+def poisoned_examples(seed: int, client_id: int) -> np.random.Generator:
+    """Which of a malicious client's examples carry the backdoor trigger (fixed for the run)."""
+    return np.random.default_rng([seed, POISONED_EXAMPLES, client_id])

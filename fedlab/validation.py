@@ -45,6 +45,7 @@ PLUGIN_GROUPS = {
     "aggregator": "fedlab.aggregators:AGGREGATORS",
     "privacy": "fedlab.privacy:PRIVACY",
     "compression": "fedlab.compression:COMPRESSION",
+    "attack": "fedlab.attacks:ATTACKS",
 }
 # The group that holds several options at once, each under its own name (a mapping of them).
 CALLBACKS = ("callbacks", "fedlab.callbacks:CALLBACKS")

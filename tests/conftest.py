@@ -23,6 +23,22 @@ CONF = REPO / "conf"  # the package fedlab.conf (pyproject.toml maps it), as the
 
 register_configs()
 
+# What one pytest-xdist worker may hold at once: its own TensorFlow (pytest's process was seen at
+# 1.7 GB resident in a fast-suite run) and a fedlab CLI it started (1.3 GB). See docs/testing.md.
+WORKER_MEMORY = 3 * 2**30
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject.toml's addopts): one worker per core this process may run on, no
+    more than the machine's memory holds. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides where
+    it is set (pytest-xdist reads it when this returns None)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cores, memory // WORKER_MEMORY))
+
+
 # Small, quick settings for runs through the real CLI: the 2NN, 5 clients a round, plain FedAvg,
 # on TFF's engine, whose worker process the leak and signal tests watch (engine=fast, the
 # default, is checked against it in tests/test_fast.py and runs every preset).

@@ -40,7 +40,9 @@ from tests.servers import (
     tags,
 )
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module (its servers are module fixtures), and with it the Ray
+# tests of test_placement.py: one Ray cluster on the machine at a time.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-cluster")]
 
 # The smallest real work: logistic regression, plain FedAvg, 5 clients a round (engine=fast).
 SMALL = [

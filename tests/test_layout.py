@@ -52,6 +52,7 @@ PLUGIN_PACKAGES = (
     "data",
     "privacy",
     "compression",
+    "attacks",
 )
 
 

@@ -32,7 +32,8 @@ from tests.servers import (
     tags,
 )
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module: its server and sweep are module fixtures.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow-server")]
 
 ROUNDS = 2
 PARTITIONS = ("iid", "shards")

@@ -114,10 +114,14 @@ def test_a_refusal_is_one_line_before_tensorflow_or_ray_load(tmp_path: Path) -> 
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    from fedlab.aggregators import AGGREGATORS
+
+    summable = "|".join(name for name, entry in AGGREGATORS.items() if entry.summable)
+    assert "mean" in summable
     assert lines == [
         "fedlab: error: aggregator=median cannot run with placement=ray: it needs every "
         "client's update, and each actor returns one partial sum; allowed with placement=ray: "
-        "aggregator=mean, or placement=local"
+        f"aggregator={summable}, or placement=local"
     ]
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert not {m for m in modules if m.split(".")[0] in ("ray", "tensorflow")}
@@ -222,7 +226,9 @@ def test_slices_sum_to_the_whole_cohort(name: str) -> None:
 def test_robust_aggregators_are_not_sums() -> None:
     from fedlab.aggregators import AGGREGATORS
 
-    assert {name for name, entry in AGGREGATORS.items() if entry.summable} == {"mean"}
+    # Norm bounding clips each client where it trains, then sums: the one robust rule that is.
+    summable = {name for name, entry in AGGREGATORS.items() if entry.summable}
+    assert summable == {"mean", "norm_bounding"}
 
 
 # --- on a real two-node Ray cluster -------------------------------------------------------------
@@ -230,6 +236,8 @@ def test_robust_aggregators_are_not_sums() -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
+    """One two-node cluster for the module's Ray tests, which are in xdist group ``ray-cluster``
+    with tests/test_cluster.py: one worker runs them, one cluster at a time."""
     from tests.servers import private_network, ray_cluster
 
     with private_network(), ray_cluster() as ray:
@@ -299,6 +307,9 @@ COMBINATIONS = {
         "compression.k=2000",
         "compression.error_feedback=true",
     ],
+    # An attack reaches the actors' clients: poisoned data (dataset_parts), boosted uploads
+    # (each actor's ClientRunner), and norm bounding clips them where they train.
+    "scaling-norm_bounding": ["attack=scaling", "attack.fraction=0.4", "aggregator=norm_bounding"],
     # Models of each client's own, trained on the actors; personalized evaluation here.
     "ditto": ["algorithm=ditto", "holdout=0.2"],
     "fedper": ["algorithm=fedper", "model=2nn", "holdout=0.2"],
@@ -306,6 +317,7 @@ COMBINATIONS = {
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 @pytest.mark.parametrize("combination", COMBINATIONS.values(), ids=COMBINATIONS)
 def test_rounds_over_two_actors_equal_the_single_process_rounds(
     cluster, combination: list[str], tmp_path_factory: pytest.TempPathFactory
@@ -349,6 +361,7 @@ def test_rounds_over_two_actors_equal_the_single_process_rounds(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 def test_one_actor_is_the_single_process_run_bit_for_bit(
     cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -386,6 +399,7 @@ def _wait_for_round(proc: subprocess.Popen, cwd: Path, at_least: int, timeout: f
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray-cluster")  # with tests/test_cluster.py
 def test_a_killed_run_resumed_on_the_same_placement_is_bit_identical(
     cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -25,6 +25,9 @@ from fedlab.tracking.mlflow import MlflowTracker
 from fedlab.validation import typed
 from tests.conftest import CONF, QUICK, run_cli
 
+# One worker runs the module: its store (a module fixture, seconds to build) is built once.
+pytestmark = pytest.mark.xdist_group("report-store")
+
 SWEEP_ID = "multirun/2026-01-01/00-00-00"
 BROKEN_SWEEP_ID = "multirun/2026-01-02/00-00-00"
 PAPER_2NN = ["model=2nn", "client_optimizer=sgd", "server_optimizer=sgd", "C=0.1", "B=10"]
@@ -285,6 +288,20 @@ def test_configurations_are_named_by_what_tells_them_apart() -> None:
         (["model=cnn", "C=0.1", "E=1", "B=10", "num_clients=50"], []),
         (["model=cnn", "C=0.1", "E=2", "B=10"], []),
         (["model=cnn", "C=0.3", "E=5", "B=10"], []),
+        (["model=2nn", "C=0.2", "E=1", "B=10", "target_accuracy=0.97", "aggregator=krum"], []),
+        (["model=2nn", "C=0.2", "E=1", "B=10", "target_accuracy=0.97", "attack=ipm"], []),
+        (
+            [
+                "model=2nn",
+                "C=0.2",
+                "E=1",
+                "B=10",
+                "target_accuracy=0.97",
+                "attack=ipm",
+                "attack.fraction=0",
+            ],
+            [(77, "Table 1")],
+        ),  # fmt: skip
     ],
 )
 def test_paper_values_only_for_the_papers_settings(overrides, expected) -> None:
@@ -465,3 +482,46 @@ def test_personalized_records_make_two_panels_and_a_column(tmp_path: Path) -> No
     assert float(table["ditto"]["personalized_accuracy_mean"]) == pytest.approx(0.87)
     assert float(table["fedavg"]["personalized_accuracy_mean"]) == pytest.approx(0.6)
     assert "| final accuracy | personalized accuracy |" in (tmp_path / "summary.md").read_text()
+
+
+def test_runs_under_attack_get_the_defence_by_attack_table(tmp_path: Path) -> None:
+    """Final accuracy by defence x attack (the clean runs as "no attack"), the backdoor's
+    success, and a run that diverged under attack shown as such, not averaged in."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("fedlab")
+    base = ["experiment=byzantine", "rounds=2"]
+    finals = {  # (aggregator, attack, fraction) -> final accuracy by seed
+        ("mean", "sign_flip", "0"): [0.91, 0.93],
+        ("krum", "sign_flip", "0"): [0.89, 0.90],
+        ("mean", "sign_flip", "0.3"): [0.20, None],  # seed 1 diverged
+        ("krum", "sign_flip", "0.3"): [0.88, 0.86],
+        ("mean", "backdoor", "0.3"): [0.90, 0.92],
+        ("krum", "backdoor", "0.3"): [0.87, 0.89],
+    }
+    for (aggregator, attack, fraction), values in finals.items():
+        for seed, final in enumerate(values):
+            overrides = [f"aggregator={aggregator}", f"attack={attack}"]
+            overrides += [f"attack.fraction={fraction}", f"seed={seed}"]
+            tags = {"fedlab.diverged": "round 2: train loss is nan"} if final is None else {}
+            run_id = make_run(
+                client, experiment, " ".join(overrides), real_params(*base, *overrides),
+                [0.1, 0.5 if final is None else final], tags=tags,
+            )  # fmt: skip
+            if attack == "backdoor":
+                client.log_metric(
+                    run_id,
+                    "eval/backdoor_accuracy",
+                    0.8 if aggregator == "mean" else 0.1 * (seed + 1),
+                )
+    out = tmp_path / "report"
+    result = run_cli("--out", str(out), cwd=tmp_path, timeout=300, module="fedlab.report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "summary.md").read_text()
+    assert "### model=2nn, partition=iid, malicious fraction 0.3" in text
+    assert "| defence | no attack | sign_flip | backdoor |" in text
+    assert "| mean | 0.920 ± 0.014 | 0.200 (1/2 div.) | 0.910 ± 0.014 |" in text
+    assert "| krum | 0.895 ± 0.007 | 0.870 ± 0.014 | 0.880 ± 0.014 |" in text
+    assert "| defence | backdoor |" in text
+    assert "| mean | 0.800 ± 0.000 |" in text and "| krum | 0.150 ± 0.071 |" in text
+    assert "(1/2 diverged)" in text  # the main table says it too
+    assert_png(out / "byzantine.png")

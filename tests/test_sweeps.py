@@ -29,6 +29,7 @@ PRESET_GRID_SIZES = {
     "noniid_algorithms": 9,  # FedAvg, FedProx, SCAFFOLD × 3 seeds
     "notebook": 1,
     "notebook_noniid": 1,
+    "byzantine": 3456,  # model × partition × 9 aggregators × 8 attacks × 4 fractions × 3 seeds
     "reddi_emnist": 1,  # one method a run; the others are in its comments
     "server_optimizers": 15,  # 5 server optimizers × 3 seeds
     "table1_2nn": 20,  # partition × B × C

@@ -2,6 +2,12 @@
 config group). ``mean`` is FedAvg's example-weighted mean; ``median`` and ``trimmed_mean`` are
 the robust, unweighted rules of Yin et al. 2018."""
 
-from fedlab.aggregators.base import AGGREGATORS, Aggregator, AggregatorConfig, build_aggregator
+from fedlab.aggregators.base import (
+    AGGREGATORS,
+    Aggregator,
+    AggregatorConfig,
+    Defence,
+    build_aggregator,
+)
 
-__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "build_aggregator"]
+__all__ = ["AGGREGATORS", "Aggregator", "AggregatorConfig", "Defence", "build_aggregator"]

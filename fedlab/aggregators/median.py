@@ -15,6 +15,7 @@ from fedlab.aggregators.base import AGGREGATORS, Aggregator
 @AGGREGATORS.register("median")
 class Median(Aggregator):
     label = "coordinate-wise median"
+    honest_majority = True  # breakdown point 1/2
     missing_on_tff = "TFF 0.87 has no median aggregator"
 
     @classmethod

@@ -29,6 +29,7 @@ class TrimmedMeanConfig(AggregatorConfig):
 class TrimmedMean(Aggregator):
     Config = TrimmedMeanConfig
     label = "trimmed mean"
+    honest_majority = True  # it tolerates fewer than beta*m malicious values per coordinate
     missing_on_tff = "TFF 0.87 has no trimmed-mean aggregator"
 
     @classmethod

@@ -76,6 +76,8 @@ class RoundParts:
     target_shape: tuple[int, ...] = ()
     pad_label: int | None = None
     seed: int = 0  # the run's seed: engine=fast seeds its dropout from it (and round, client)
+    # The run's fedlab.attacks.Attack: its malicious clients' uploads and collusion (None: none).
+    attack: Any = None
     # Where the clients train: None here; a fedlab.backends.fast.placement.RayPlacement.
     placement: Any = None
 

@@ -19,15 +19,21 @@ from fedlab.core.types import ClientWork, Progress, RoundOutput, RoundRecord, Tr
 from fedlab.errors import DivergedError
 
 
-def check_diverged(out: RoundOutput, round_num: int) -> None:
-    """Stop on divergence, which TFF would otherwise hide (see ``RoundOutput``)."""
+def divergence(out: RoundOutput) -> str | None:
+    """Why the round diverged (TFF would hide it: see ``RoundOutput``), or None."""
     if not math.isfinite(out.train_loss):
-        why = f"train loss is {out.train_loss}"
-    elif out.examples_trained == 0:
-        why = "every client's update was not finite"
-    elif out.update_skipped:
-        why = "the mean client update was not finite"
-    else:
+        return f"train loss is {out.train_loss}"
+    if out.examples_trained == 0:
+        return "every client's update was not finite"
+    if out.update_skipped:
+        return "the mean client update was not finite"
+    return None
+
+
+def check_diverged(out: RoundOutput, round_num: int) -> None:
+    """Stop on divergence with a ``DivergedError`` (a learning rate far too large)."""
+    why = divergence(out)
+    if why is None:
         return
     raise DivergedError(
         f"training diverged at round {round_num}: {why}; "
@@ -42,8 +48,14 @@ def train(
     client_work: Callable[[int, int], ClientWork],
     rounds: int,
     client_states: Any,
+    diverged_is_result: bool = False,
 ) -> Progress:
-    """The rounds from ``ctx.progress.round + 1`` to ``rounds`` (or until a callback stops)."""
+    """The rounds from ``ctx.progress.round + 1`` to ``rounds`` (or until a callback stops).
+
+    A round that diverges raises ``DivergedError``; with ``diverged_is_result`` (a run under
+    attack, where a diverging model is what the attack achieved) it ends the run instead, as a
+    callback's stop does: the diverged round is not committed, and the returned progress says
+    where and why (``Progress.diverged``)."""
     try:
         for callback in callbacks:
             callback.on_train_begin(ctx)
@@ -52,6 +64,12 @@ def train(
                 started = time.monotonic()
                 work = [client_work(int(c), round_num) for c in sample(round_num)]
                 out = ctx.engine.next(ctx.state, work)
+                why = divergence(out) if diverged_is_result else None
+                if why is not None:
+                    ctx.progress = dataclasses.replace(
+                        ctx.progress, diverged=f"round {round_num}: {why}"
+                    )
+                    break
                 check_diverged(out, round_num)
                 record = RoundRecord(
                     round=round_num,
@@ -64,6 +82,7 @@ def train(
                         "train/examples_dropped": out.examples_expected - out.examples_trained,
                         **{f"algorithm/{k}": v for k, v in out.algorithm_metrics.items()},
                         **{f"aggregator/{k}": v for k, v in out.aggregator_metrics.items()},
+                        **{f"attack/{k}": v for k, v in out.attack_metrics.items()},
                     },
                     started=started,
                 )

@@ -48,7 +48,8 @@ class RoundOutput:
 
     ``client_states`` maps each client id whose per-client state changed to its new state;
     ``algorithm_metrics`` are the algorithm's own (logged under ``algorithm/``),
-    ``aggregator_metrics`` the aggregator's (``aggregator/``: DP's clipping norm).
+    ``aggregator_metrics`` the aggregator's (``aggregator/``: DP's clipping norm),
+    ``attack_metrics`` the attack's (``attack/``: how many malicious clients took part).
     ``update_bytes`` is what the sampled clients' model updates took on the wire, encoded
     (``fedlab.compression``); None: one float32 copy of the model each.
     """
@@ -62,6 +63,7 @@ class RoundOutput:
     client_states: dict[int, list[np.ndarray]] = field(default_factory=dict)
     algorithm_metrics: dict[str, float] = field(default_factory=dict)
     aggregator_metrics: dict[str, float] = field(default_factory=dict)
+    attack_metrics: dict[str, float] = field(default_factory=dict)
     update_bytes: int | None = None
 
 
@@ -73,6 +75,8 @@ class Progress:
     history: dict[int, float] = field(default_factory=dict)  # test accuracy by evaluated round
     rounds_to_target: int | None = None
     total_mb: float = 0.0
+    # Where and why the run diverged, when divergence ends it (a run under attack), else None.
+    diverged: str | None = None
 
 
 @dataclass

@@ -26,6 +26,8 @@ ROUNDS_TO_TARGET = "rounds_to_target"
 EPSILON = "privacy/epsilon"
 CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
+BACKDOOR_ACCURACY = "eval/backdoor_accuracy"  # fedlab.callbacks.backdoor, under a backdoor
+DIVERGED = "fedlab.diverged"  # fedlab.experiment.DIVERGED_TAG: diverged under attack
 PERSONALIZED_MEAN = "eval/personalized_accuracy_mean"  # logged by personalized evaluation only
 # fedlab.callbacks.personalized.PERSONALIZED_ACCURACY
 PERSONALIZED_ACCURACY = "personalized_accuracy.json"
@@ -44,6 +46,10 @@ class RunSeries:
     epsilon: dict[int, float] = field(default_factory=dict)  # privacy spent by round (DP runs)
     # Federated evaluation's last accuracy of each evaluated client (natural datasets).
     client_accuracy: list[float] = field(default_factory=list)
+    # Under attack: "round N: why" if the global model diverged (the run ended there), and the
+    # last backdoor accuracy under a backdoor attack.
+    diverged: str | None = None
+    backdoor_accuracy: float | None = None
     # Personalized evaluation's last record (personalized_accuracy.json): each evaluated
     # client's accuracy with its own model (``personalized``) and the global one (``global``)
     # on its own test data, and both pooled (``pooled``); empty without one.
@@ -108,6 +114,8 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                     if CLIENT_MEAN in run.data.metrics
                     else []
                 ),
+                diverged=run.data.tags.get(DIVERGED),
+                backdoor_accuracy=run.data.metrics.get(BACKDOOR_ACCURACY),
                 personalized=(
                     _artifact_json(client, run.info.run_id, PERSONALIZED_ACCURACY) or {}
                     if PERSONALIZED_MEAN in run.data.metrics

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedlab.paper import ACCURACY, ROUNDS
+from fedlab.report import byzantine
 from fedlab.report.clients import CLIENTS_FIGURE, has_clients
 from fedlab.report.grouping import Configuration, Report
 from fedlab.report.plotting import FIGURE
@@ -60,7 +61,7 @@ def rows(configurations: Sequence[Configuration]) -> list[tuple[str, ...]]:
                 c.label,
                 ", ".join(c.seeds),
                 c.rounds,
-                c.final_accuracy().text(4),
+                c.final_accuracy().text(4) + _diverged(c),
                 *([c.personalized_accuracy().text(4)] if extra else []),
                 reached.text(1) if reached.n else "not reached",
                 f"{reached.n}/{len(c.runs)}",
@@ -113,6 +114,9 @@ def markdown(report: Report) -> str:
         ]
         if has_clients(report.configurations):
             parts += ["", f"![test accuracy over clients]({CLIENTS_FIGURE})"]
+        runs = [r for c in report.configurations for r in c.runs]
+        if byzantine.has_attacks(runs):
+            parts += ["", byzantine.markdown(runs)]
     else:
         parts += ["", "No finished run with test accuracy (eval/accuracy) to compare."]
     if report.left_out:
@@ -205,6 +209,13 @@ def write_csv(configurations: Sequence[Configuration], path: Path) -> Path:
                 }
             )
     return path
+
+
+def _diverged(c: Configuration) -> str:
+    """How many of its seeds diverged under attack (their final accuracy is the last measured,
+    before the model diverged)."""
+    k = sum(1 for r in c.runs if r.diverged)
+    return f" ({k}/{len(c.runs)} diverged)" if k else ""
 
 
 def _count(n: int, noun: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from fedlab.report.byzantine import BYZANTINE_FIGURE, has_attacks, plot_byzantine
 from fedlab.report.clients import CLIENTS_FIGURE, has_clients, plot_clients
 from fedlab.report.grouping import Report, group
 from fedlab.report.plotting import FIGURE, plot
@@ -26,7 +27,8 @@ ARTIFACT_PATH = "report"
 def write(report: Report, out_dir: Path) -> list[Path]:
     """Write the figure (when there is a curve) and the tables into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (FIGURE, PRIVACY_FIGURE, CLIENTS_FIGURE, TABLE_MD, TABLE_CSV):  # no stale files
+    stale = (FIGURE, PRIVACY_FIGURE, CLIENTS_FIGURE, BYZANTINE_FIGURE, TABLE_MD, TABLE_CSV)
+    for name in stale:  # no stale files
         (out_dir / name).unlink(missing_ok=True)
     written = []
     if report.configurations:
@@ -35,6 +37,9 @@ def write(report: Report, out_dir: Path) -> list[Path]:
         written.append(plot_privacy(report.configurations, out_dir / PRIVACY_FIGURE))
     if has_clients(report.configurations):
         written.append(plot_clients(report.configurations, out_dir / CLIENTS_FIGURE))
+    runs = [r for c in report.configurations for r in c.runs]
+    if has_attacks(runs):
+        written.append(plot_byzantine(runs, out_dir / BYZANTINE_FIGURE))
     (out_dir / TABLE_MD).write_text(markdown(report))
     written.append(out_dir / TABLE_MD)
     write_csv(report.configurations, out_dir / TABLE_CSV)

@@ -21,6 +21,7 @@ def build(parts) -> FastEngine:
         pad_label=parts.pad_label,
         seed=parts.seed,
         placement=parts.placement,
+        attack=parts.attack,
     )
 
 

@@ -14,6 +14,10 @@ client uploads, the server's own state) and other aggregators the combination
 - its update is ``initial - trained`` weights (the server optimizer treats it as a gradient), and
   its weight is the number of examples it trained on; an update with any non-finite value is
   replaced by zeros, its weight by 0, and its metrics drop out of the round's metrics;
+- a malicious client (``fedlab.attacks``) then replaces what it uploads (``poison_update``),
+  before its compressor encodes it; on the server, an omniscient attack replaces the malicious
+  clients' updates by what it crafts from the round's honest ones (``collude``), and the
+  aggregator is told which updates are malicious, for its log (``Aggregator.next_marked``);
 - the server averages ``sum(weight * update) / sum(weight)`` and takes one server optimizer step
   with that average; if the average is not finite (every client diverged, or an overflow), the
   step is not taken and the state stays as it was (``update_skipped``);
@@ -263,8 +267,11 @@ class ClientRunner:
         target_shape: tuple[int, ...] = (),
         pad_label: int | None = None,
         seed: int = 0,
+        attack: Any = None,
     ) -> None:
         self.seed = seed  # the run's: each client's dropout seed comes from it (streams.dropout)
+        # The run's fedlab.attacks.Attack, if its malicious clients replace their uploads.
+        self.attack = attack if attack is not None and attack.poisons_updates else None
         self.algorithm = algorithm
         algorithm.bind_model(model.layer_of[: model.num_trainable])
         self.compressor = compressor
@@ -293,7 +300,12 @@ class ClientRunner:
         """Every client's result, in the order of ``clients``."""
         weights = [tf.constant(w) for w in broadcast.weights]
         hparams = {key: tf.constant(v, tf.float32) for key, v in broadcast.client_hparams.items()}
-        algorithm, shapes, compressor = self.algorithm, self.shapes, self.compressor
+        algorithm, shapes, compressor, attack = (
+            self.algorithm,
+            self.shapes,
+            self.compressor,
+            self.attack,
+        )
         server_algorithm = broadcast.algorithm
         # A client's stored state: the algorithm's arrays, then the compressor's (its residual).
         kept = len(shapes) if compressor.keeps_client_state else 0
@@ -345,6 +357,10 @@ class ClientRunner:
                     ]
                     client_state = algorithm.personal_state(trained_personal, client_state)
             update, weight = algorithm.client_upload(update, float(weight), len(starts), own_state)
+            if attack is not None and work.client_id in attack.malicious:
+                update, weight = attack.poison_update(
+                    update, weight, work.round_num, work.client_id
+                )
             # The server receives the update encoded (SCAFFOLD's variates use the true one).
             nbytes = raw_bytes
             if compressor.active:
@@ -390,6 +406,7 @@ class SliceResult:
     client_states: dict[int, list[np.ndarray]]
     updates: list[list[np.ndarray]] | None = None
     partial: Any = None
+    client_ids: list[int] | None = None  # the finite clients, in cohort order
 
 
 def fold_slice(
@@ -402,7 +419,7 @@ def fold_slice(
     into its partial sum (``Aggregator.accumulate``) in the order of ``clients``."""
     metric_sums = np.zeros(4, np.float32)
     examples = update_bytes = 0
-    updates, weights, uploads, client_states = [], [], [], {}
+    updates, weights, uploads, client_states, ids = [], [], [], {}, []
     for work, result in zip(clients, results, strict=True):
         metric_sums += result.metrics
         examples += result.trained
@@ -411,12 +428,14 @@ def fold_slice(
             continue  # not finite: TFF gives it weight 0 and drops its metrics
         updates.append(result.update)
         weights.append(result.weight)
+        ids.append(work.client_id)
         uploads.append(result.upload)
         if result.client_state is not None:
             client_states[work.client_id] = result.client_state
     folded = SliceResult(
         metric_sums, examples, update_bytes, len(updates), uploads, weights, client_states
     )
+    folded.client_ids = ids
     if aggregator is None:
         folded.updates = updates
         return folded
@@ -456,15 +475,19 @@ class FastEngine:
         pad_label: int | None = None,
         seed: int = 0,
         placement: Any = None,
+        attack: Any = None,
     ) -> None:
         self.model: FunctionalModel = functional_model(keras_model)
         self.seed = seed
+        # The run's fedlab.attacks.Attack when some clients are malicious (None: none).
+        self.attack = attack if attack is not None and attack.active else None
         self.compressor = compressor or Compressor(None, 0)
         self.client_optimizer = client_optimizer
         self.server_optimizer = server_optimizer
         self.algorithm = algorithm
         algorithm.bind_model(self.model.layer_of[: self.model.num_trainable])
         self.aggregator = aggregator
+        aggregator.bind_shapes(self.trainable_shapes)
         if placement is None:
             self.parallel_clients = parallel_clients or default_parallel_clients()
             runner = ClientRunner(
@@ -476,6 +499,7 @@ class FastEngine:
                 target_shape,
                 pad_label,
                 seed,
+                self.attack,
             )
             placement = LocalPlacement(runner)
         self.placement = placement
@@ -543,15 +567,25 @@ class FastEngine:
         uploads = [upload for s in slices for upload in s.uploads]
         weights_used = [w for s in slices for w in s.weights]  # one per upload
         client_states = {cid: cs for s in slices for cid, cs in s.client_states.items()}
+        attack, attack_metrics, malicious = self.attack, {}, None
+        if attack is not None:
+            attack_metrics["malicious_clients"] = float(
+                sum(work.client_id in attack.malicious for work in clients)
+            )
+            malicious = [c in attack.malicious for s in slices for c in s.client_ids or []]
         if not any(s.finite for s in slices):
             aggregate, aggregator_state, aggregator_metrics = None, state.aggregator, {}
         elif slices[0].updates is not None:  # every update is here
-            aggregate, aggregator_state, aggregator_metrics = self.aggregator.next(
-                state.aggregator, [u for s in slices for u in s.updates], weights_used
+            updates = [u for s in slices for u in s.updates]
+            if attack is not None and attack.omniscient and any(malicious):
+                updates, crafted = attack.collude(updates, malicious, clients[0].round_num)
+                attack_metrics.update(crafted)
+            aggregate, aggregator_state, aggregator_metrics = self.aggregator.next_marked(
+                state.aggregator, updates, weights_used, malicious
             )
         else:  # partial sums, one per slice
-            aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine(
-                state.aggregator, [s.partial for s in slices if s.finite]
+            aggregate, aggregator_state, aggregator_metrics = self.aggregator.combine_marked(
+                state.aggregator, [s.partial for s in slices if s.finite], malicious
             )
         weights = [tf.constant(w) for w in broadcast.weights]
         skipped = aggregate is None
@@ -598,6 +632,7 @@ class FastEngine:
             client_states=client_states,
             algorithm_metrics=algorithm_metrics,
             aggregator_metrics=aggregator_metrics,
+            attack_metrics=attack_metrics,
             update_bytes=update_bytes if self.compressor.active else None,
         )
 

@@ -29,11 +29,15 @@ server's ``ClientStateStore`` keeps and checkpoints: those cost a model-sized ar
 as they do in memory with ``placement=local``. The examples never travel: each actor loads the
 dataset itself, from the same local source and with the same partition as the server, once, and
 checks that it holds the same arrays (``dataset_digest``); a node with another copy of the data
-is refused in one line.
+is refused in one line. Under a data attack (``fedlab.attacks``) the actor's malicious clients
+train on poisoned examples as they do in one process: ``dataset_parts`` applies the attack (the
+digest covers the clean arrays, which both sides poison the same way), and a malicious client's
+upload is replaced where it trains (``ClientRunner``, given the run's attack).
 
 Refused in one line when the config is composed (``RunConfig._check_placement``): the median and
-the trimmed mean (they need every update, not a sum), ``engine=tff``, ``hardware=gpu`` (actors
-train on CPUs) and more actors than clients a round.
+the trimmed mean (they need every update, not a sum), an omniscient attack (it sees every
+update), ``engine=tff``, ``hardware=gpu`` (actors train on CPUs) and more actors than clients a
+round.
 
 An actor builds its model, trainers and data once and keeps them for the whole run; it keeps
 nothing of a round, so a slice trained again gives the same result. An actor that dies (its node
@@ -94,6 +98,7 @@ class SliceTrainer:
             parts.target_shape,
             parts.pad_label,
             parts.seed,
+            parts.attack,
         )
         self.digest = dataset_digest(self.dataset)
 
