@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,11 +227,11 @@ def run(
     dataset = federate(cfg)
     ckpt_key = checkpoint.config_key(cfg)
     ckpt_path = checkpoint.checkpoint_path(
-        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key
+        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key, tracker.store
     )
     if cfg.checkpoint_every:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
-    resumed = checkpoint.load(ckpt_path, ckpt_key) if cfg.resume else None
+    resumed = _checkpoint_to_resume(cfg, tracker, ckpt_path, ckpt_key) if cfg.resume else None
 
     privacy = build_privacy(cfg)
 
@@ -251,6 +252,7 @@ def run(
     reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
     if resumed is not None and (resumed.round >= cfg.rounds or reached_target):
         print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
+        tracker.adopt(resumed.run_id)  # so that the result says where the run is
         return result(_progress_of(resumed))
 
     config_yaml = output_dir / "config.yaml"
@@ -292,6 +294,34 @@ def run(
         raise
     tracker.finish("FINISHED")
     return result(done)
+
+
+def _checkpoint_to_resume(
+    cfg: RunConfig, tracker: Tracker, path: Path, key: str
+) -> checkpoint.Checkpoint | None:
+    """The checkpoint at ``path`` (scoped by the tracker's store, ``fedlab.checkpoint``), if
+    it continues a run this store holds; None to start afresh.
+
+    A checkpoint from before checkpoints were scoped by store (``run-<key>.npz``) is taken over
+    when this store holds its run. One whose run the store no longer holds (deleted in the
+    MLflow UI) is left for this run to overwrite, with a warning: the run is recorded again."""
+    legacy = checkpoint.checkpoint_path(cfg, path.parent, key)
+    if not path.exists() and legacy.exists():
+        found = checkpoint.load(legacy, key)
+        if found is not None and tracker.holds(found.run_id):
+            clients = checkpoint.client_state_dir(legacy)
+            if clients.exists():
+                clients.rename(checkpoint.client_state_dir(path))
+            legacy.rename(path)
+    saved = checkpoint.load(path, key)
+    if saved is not None and not tracker.holds(saved.run_id):
+        warnings.warn(
+            f"fedlab: {path} continues run {saved.run_id}, which {tracker.store} does not hold "
+            "(deleted?): starting the run afresh",
+            stacklevel=2,
+        )
+        return None
+    return saved
 
 
 def _progress_of(saved: checkpoint.Checkpoint) -> Progress:

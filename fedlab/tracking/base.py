@@ -16,6 +16,21 @@ class Tracker:
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
         """Open the run and record its configuration."""
 
+    @property
+    def store(self) -> str:
+        """The store and experiment runs are recorded in, in words: what scopes a run's
+        checkpoint (``fedlab.checkpoint.store_key``). Nothing is recorded here: "none"."""
+        return "none"
+
+    def holds(self, run_id: str | None) -> bool:
+        """Whether this store and experiment hold run ``run_id`` (not deleted), so that a
+        checkpoint of it can continue it here. Nothing is recorded here: any run will do."""
+        return True
+
+    def adopt(self, run_id: str | None) -> None:
+        """Point at run ``run_id`` (which ``holds``) without reopening it: a finished run that
+        has nothing left to run, so that ``location`` says where it is."""
+
     def resume(self, run_id: str | None) -> int:
         """Reopen run ``run_id`` to continue it; return the last round it has metrics for."""
         return -1

@@ -26,6 +26,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 import mlflow  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fedlab.credentials import redact  # noqa: E402
@@ -74,6 +75,20 @@ class MlflowTracker(Tracker):
                     for k, v in chunk
                 ],
             )
+
+    @property
+    def store(self) -> str:
+        return f"{self.uri} experiment={self.experiment}"
+
+    def holds(self, run_id: str | None) -> bool:
+        if run_id is None:
+            return False
+        try:
+            run = self.client.get_run(run_id)
+            experiment = self.client.get_experiment(run.info.experiment_id)
+        except MlflowException:  # not in this store
+            return False
+        return run.info.lifecycle_stage == "active" and experiment.name == self.experiment
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Add or replace tags on the open run."""
@@ -135,6 +150,11 @@ class MlflowTracker(Tracker):
             max_results=5000,
         )
         return sorted(runs, key=lambda run: run.info.start_time)
+
+    def adopt(self, run_id: str | None) -> None:
+        if run_id is not None:
+            self._run_id = run_id
+            self.experiment_id = self.client.get_run(run_id).info.experiment_id
 
     def resume(self, run_id: str | None) -> int:
         if run_id is None:
