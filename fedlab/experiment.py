@@ -19,16 +19,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import subprocess
+import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedlab import checkpoint, hardware
+from fedlab import checkpoint, logs
 from fedlab.backends import RoundParts
 from fedlab.config import RunConfig, as_tree, run_params
 from fedlab.core.client_state import ClientStateStore
@@ -38,6 +39,8 @@ from fedlab.core.types import ClientWork, Progress, TrainingContext
 from fedlab.errors import TERMINATION_REQUESTED, Terminated
 from fedlab.quiet import silence_frameworks
 from fedlab.tracking import NullTracker, Tracker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -208,6 +211,7 @@ def run(
     progress: bool = True,
     checkpoint_dir: Path | None = None,
     tags: dict[str, str] | None = None,
+    log_file: Path | None = None,
 ) -> RunResult:
     """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
 
@@ -215,6 +219,8 @@ def run(
     ``checkpoint_dir`` is where checkpoints go when ``cfg.checkpoint_dir`` is null (default:
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
+    ``log_file``: the job's log (``fedlab.logs``), named in a tag and attached to the run when
+    it ends, however it ends.
     """
     from fedlab.data import federate
     from fedlab.privacy import build_privacy
@@ -223,9 +229,17 @@ def run(
     silence_frameworks()
     tracker = MetricLog(tracker or NullTracker())
     output_dir.mkdir(parents=True, exist_ok=True)
-    worker_env = hardware.configure(cfg.hardware, cfg.engine)
-    dataset = federate(cfg)
     ckpt_key = checkpoint.config_key(cfg)
+    log.info("config key %s; files in %s", ckpt_key, output_dir)
+    if "tensorflow" not in sys.modules:
+        with logs.step("importing TensorFlow"):
+            import tensorflow  # noqa: F401
+    from fedlab import hardware
+
+    worker_env = hardware.configure(cfg.hardware, cfg.engine)
+    with logs.step(f"loading {cfg.dataset.name} and partitioning it ({cfg.partition.name})"):
+        dataset = federate(cfg)
+    log.info("data: %s", describe_data(dataset))
     ckpt_path = checkpoint.checkpoint_path(
         cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key, tracker.store
     )
@@ -236,7 +250,7 @@ def run(
     privacy = build_privacy(cfg)
 
     def result(done: Progress) -> RunResult:
-        return RunResult(
+        finished = RunResult(
             epsilon=privacy.epsilon(done.round),
             delta=privacy.delta,
             rounds=done.round,
@@ -248,10 +262,12 @@ def run(
             history=tracker.history(tracker.run_id or (resumed.run_id if resumed else None)),
             location=tracker.location,
         )
+        log.info("%s", finished.summary(), extra=logs.FILE_ONLY)  # the CLI prints it
+        return finished
 
     reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
     if resumed is not None and (resumed.round >= cfg.rounds or reached_target):
-        print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
+        log.info("%s is at round %d: nothing left to run", ckpt_path, resumed.round)
         tracker.adopt(resumed.run_id)  # so that the result says where the run is
         return result(_progress_of(resumed))
 
@@ -262,6 +278,7 @@ def run(
         # Inside the try: a run that fails while its params are logged must not stay RUNNING.
         if resumed is not None:
             logged_up_to = tracker.resume(resumed.run_id)
+            log.info("resuming from %s at round %d", ckpt_path, resumed.round)
         else:
             tracker.start(
                 run_name,
@@ -274,26 +291,42 @@ def run(
                     "git_commit": commit,
                     "mlflow.source.git.commit": commit,
                     "overrides": overrides,
+                    **({"fedlab.log_file": str(log_file)} if log_file is not None else {}),
                     **(tags or {}),
                 },
             )
             tracker.log_artifact(config_yaml)
             logged_up_to = -1
+        if tracker.location:
+            log.info("tracking: %s", tracker.location)
         done = _train(
             cfg, dataset, worker_env, output_dir, tracker, progress,
             ckpt_path=ckpt_path, ckpt_key=ckpt_key, resumed=resumed, logged_up_to=logged_up_to,
         )  # fmt: skip
     except KeyboardInterrupt:
-        tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
+        _finish(tracker, log_file, "KILLED", "interrupted by Ctrl-C or SIGTERM")
         raise
     except BaseException as err:
         if TERMINATION_REQUESTED.is_set():  # SIGTERM, surfacing as another error (errors.py)
-            tracker.finish("KILLED", "interrupted by SIGTERM")
+            _finish(tracker, log_file, "KILLED", "interrupted by SIGTERM")
             raise Terminated() from err
-        tracker.finish("FAILED", f"{type(err).__name__}: {err}")
+        _finish(tracker, log_file, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    tracker.finish("FINISHED")
-    return result(done)
+    finished = result(done)
+    _finish(tracker, log_file, "FINISHED")
+    return finished
+
+
+def _finish(tracker: Tracker, log_file: Path | None, status: str, reason: str | None = None):
+    """End the tracker's run as ``status``, with the job's log attached (``fedlab.logs``)."""
+    if reason:
+        log.info("run %s: %s", status, reason, extra=logs.FILE_ONLY)  # the CLI says it
+    if log_file is not None and log_file.is_file() and tracker.run_id is not None:
+        try:
+            tracker.log_artifact(log_file)
+        except Exception as err:  # the log is a copy: the run's end must not depend on it
+            log.warning("could not attach %s to the run: %s", log_file, err)
+    tracker.finish(status, reason)
 
 
 def _checkpoint_to_resume(
@@ -315,13 +348,35 @@ def _checkpoint_to_resume(
             legacy.rename(path)
     saved = checkpoint.load(path, key)
     if saved is not None and not tracker.holds(saved.run_id):
-        warnings.warn(
-            f"fedlab: {path} continues run {saved.run_id}, which {tracker.store} does not hold "
-            "(deleted?): starting the run afresh",
-            stacklevel=2,
+        log.warning(
+            "%s continues run %s, which %s does not hold (deleted?): starting the run afresh",
+            path,
+            saved.run_id,
+            tracker.store,
         )
         return None
     return saved
+
+
+def describe_run(cfg: RunConfig) -> str:
+    """The run's key facts in one line, in the paper's terms."""
+    batch = "∞" if cfg.B is None else cfg.B
+    return (
+        f"{algorithm_name(cfg)} on {cfg.dataset.name}, model {cfg.model.name}, partition "
+        f"{cfg.partition.name} over K={cfg.num_clients} clients, C={cfg.C:g} "
+        f"({cfg.clients_per_round} a round), E={cfg.E}, B={batch}, {cfg.rounds} rounds, "
+        f"seed {cfg.seed}, engine {cfg.engine.value}"
+    )
+
+
+def describe_data(dataset: Any) -> str:
+    """What was loaded, and from where, in one line."""
+    test = f", {len(dataset.y_test):,} test examples" if dataset.y_test is not None else ""
+    source = f"; source: {dataset.source}" if getattr(dataset, "source", "") else ""
+    return (
+        f"{dataset.name}: {len(dataset.y_train):,} training examples over "
+        f"{dataset.num_clients} clients{test}{source}"
+    )
 
 
 def _progress_of(saved: checkpoint.Checkpoint) -> Progress:
@@ -354,6 +409,8 @@ def _train(
     from fedlab.callbacks import RunSetup
 
     tf.keras.utils.set_random_seed(cfg.seed)
+    building = time.monotonic()
+    log.info("building the model and engine=%s ...", cfg.engine.value)
     parts = round_parts(
         cfg,
         dataset.input_shape,
@@ -400,6 +457,13 @@ def _train(
         )
         callbacks = build_callbacks(cfg, setup)
         stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
+        log.info(
+            "engine=%s ready in %.1f s: %s, %s parameters",
+            cfg.engine.value,
+            time.monotonic() - building,
+            cfg.model.name,
+            f"{sum(w.size for w in initial_weights):,}",
+        )
         if resumed is None:
             state = engine.initialize(initial_weights)
         else:

@@ -50,6 +50,7 @@ JOB_TAG = "fedlab.job_num"
 TRIAL_TAG = "fedlab.trial"
 NODE_TAG = "fedlab.node"
 PARENT_TAG = "mlflow.parentRunId"
+LOG_TAG = "fedlab.log_file"  # the job's log file (fedlab.logs), also attached to its run
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
@@ -277,6 +278,7 @@ class SweepTracking(Callback):
             )
             _record_best(tracker, config, children, sweep_dir / "optimization_results.yaml")
             _write_report(tracker, sweep_dir)
+            _say_where_the_logs_are(children)
         except BaseException as err:
             self._end("FAILED", f"{type(err).__name__}: {err}")
             raise
@@ -366,6 +368,19 @@ def _run_objective(run, objective: Objective) -> float | None:
         rounds_to_target=int(reached) if reached is not None else None,
     )
     return objective_value(objective, recorded, int(float(run.data.params.get("rounds", "0"))))
+
+
+def _say_where_the_logs_are(children: list) -> None:
+    """One line per job: its number, name, status and log file (``fedlab.logs``; the file is
+    also attached to the job's run)."""
+    jobs = sorted(children, key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
+    lines = [
+        f"  #{run.data.tags.get(JOB_TAG, '?')} {run.info.run_name} ({run.info.status}): "
+        f"{run.data.tags.get(LOG_TAG, 'no log file')}"
+        for run in jobs
+    ]
+    if lines:
+        print("fedlab: the jobs' logs:", *lines, sep="\n", file=sys.stderr)
 
 
 def _write_report(tracker, sweep_dir: Path) -> None:

@@ -492,6 +492,63 @@ def test_progress_bar_disabled_writes_nothing(setup, capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
+def _progress_lines(setup, caplog, rounds: int, **every) -> list[str]:
+    """The lines a progress callback without a bar logs over ``rounds`` rounds."""
+    ctx = _ctx(setup, Progress(history={0: 0.1}))
+    callback = ProgressCallback("FedAvg iid", total=rounds, enabled=False, **every)
+    with caplog.at_level("INFO", logger="fedlab.callbacks.progress"):
+        callback.on_train_begin(ctx)
+        for round_num in range(1, rounds + 1):
+            record = _record(setup, ctx, round_num)
+            history = {**record.progress.history, round_num: 0.5}
+            record.progress = dataclasses.replace(record.progress, history=history)
+            _commit(ctx, record)
+            callback.after_round(ctx, record)
+        callback.close()
+    return [r.getMessage() for r in caplog.records if r.name == "fedlab.callbacks.progress"]
+
+
+def test_progress_without_a_terminal_logs_the_first_every_nth_and_last_round(setup, caplog) -> None:
+    lines = _progress_lines(setup, caplog, rounds=7, log_every_s=None, log_every_rounds=3)
+    assert lines[0] == "training rounds 1 to 7 (10 clients a round) ..."
+    rounds = [line.split(":")[0] for line in lines[1:]]
+    assert rounds == ["round 1/7", "round 4/7", "round 7/7"]  # the first, every 3rd, the last
+    loss = f"{setup.output.train_loss:.4f}"
+    assert lines[1].startswith(f"round 1/7: train loss {loss}, test accuracy 0.5000 (round 1); ")
+    assert "left" in lines[1] and "left" not in lines[-1]
+
+
+def test_progress_without_a_terminal_logs_by_time(setup, caplog) -> None:
+    every_round = _progress_lines(setup, caplog, rounds=3, log_every_s=0.0)
+    assert [line.split(":")[0] for line in every_round[1:]] == [
+        "round 1/3",
+        "round 2/3",
+        "round 3/3",
+    ]
+    caplog.clear()
+    # An hour between lines: only the first round and the last.
+    hourly = _progress_lines(setup, caplog, rounds=3, log_every_s=3600.0)
+    assert [line.split(":")[0] for line in hourly[1:]] == ["round 1/3", "round 3/3"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("callbacks.progress.log_every_s=-1", "callbacks.progress.log_every_s=-1.0 is invalid"),
+        (
+            "callbacks.progress.log_every_rounds=0",
+            "callbacks.progress.log_every_rounds=0 is invalid",
+        ),
+    ],
+)
+def test_progress_intervals_are_checked(override: str, message: str) -> None:
+    from fedlab.errors import ConfigError
+    from tests.conftest import checked
+
+    with pytest.raises(ConfigError, match=message):
+        checked(override)
+
+
 def test_progress_close_before_begin() -> None:
     ProgressCallback("x", total=1, enabled=True).close()  # nothing to close, no error
 

@@ -65,8 +65,9 @@ def test_sigkill_then_same_command_equals_an_uninterrupted_run(tmp_path: Path) -
 
     # Once finished, the same command has nothing left to do and starts no new run.
     done = run_cli(*ARGS, cwd=resumed)
-    assert done.returncode == 0 and "nothing left to run" in done.stdout
+    assert done.returncode == 0 and "nothing left to run" in done.stderr  # a log line
     assert only_run(resumed)[1].info.run_id == run.info.run_id
+    assert run.info.run_id in done.stdout  # the summary says where the run is
     # Asking for more rounds extends the same run.
     more = run_cli(*[a for a in ARGS if a != "rounds=5"], "rounds=6", cwd=resumed)
     assert more.returncode == 0, more.stderr[-3000:]

@@ -171,6 +171,14 @@ def test_a_grid_is_one_parent_run_with_its_jobs_nested(tmp_path: Path) -> None:
         assert job.data.tags[sweep.SWEEP_TAG] == sweep_id
         steps = [m.step for m in client.get_metric_history(job.info.run_id, "eval/accuracy")]
         assert sorted(steps) == [0, 1, 2]
+        # Each job logs to a file of its own (fedlab/logs.py), named on its run and attached
+        # to it, and the sweep says where each is.
+        log_file = Path(job.data.tags[sweep.LOG_TAG])
+        assert log_file.name == "__main__.log" and log_file.parent.name == str(num)
+        assert "round 2: test accuracy" in log_file.read_text()
+        assert f"#{num} {job.info.run_name} (FINISHED): {log_file}" in result.stderr
+        artifacts = {a.path for a in client.list_artifacts(job.info.run_id)}
+        assert "__main__.log" in artifacts
     # The best job by the objective (best test accuracy) is named on the parent.
     best = max(jobs, key=lambda j: j.data.metrics["eval/best_accuracy"])
     assert parent.data.tags["best.run_id"] == best.info.run_id

@@ -83,6 +83,7 @@ class FederatedDataset:
     num_classes: int
     test_clients: list[np.ndarray] | None = None
     pad_label: int | None = None
+    source: str = ""  # where the examples were loaded from, in words (the loader's ``source``)
 
     @property
     def num_clients(self) -> int:

@@ -51,4 +51,5 @@ def federate(run: Any) -> FederatedDataset:
         num_classes=int(spec.num_classes_of(run.dataset)),
         test_clients=test_clients,
         pad_label=spec.pad_label,
+        source=str(getattr(arrays, "source", "")),
     )
