@@ -98,6 +98,16 @@ def config_key(cfg: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def configuration_key(cfg: RunConfig) -> str:
+    """A short hash of what makes a run's numbers, up to float32 round-off, without its seed:
+    the configuration the report (``fedlab.report.grouping``) gathers seeds of. Runs that
+    differ only in ``seed``, bookkeeping, engine or placement share it."""
+    tree = run_params(cfg)
+    kept = {k: v for k, v in tree.items() if k != "seed" and affects_numbers(k, exact=False)}
+    text = json.dumps(kept, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def store_key(store: str) -> str:
     """A short hash of a tracking store and experiment (``Tracker.store``), which scopes a
     checkpoint to the runs of that store (see the module docstring)."""

@@ -184,3 +184,12 @@ def test_a_checkpoint_from_before_the_store_scope_is_taken_over_by_its_own_store
     assert not legacy.exists() and len(_runs(a_db)) == 1
     assert _runs(a_db)[0].info.run_id in again.location
 
+
+def test_the_configuration_key_gathers_seeds_as_the_report_does() -> None:
+    base = ck.configuration_key(checked())
+    for same in (["seed=3"], ["engine=tff"], ["rounds=5"], ["tracking=none"]):
+        assert ck.configuration_key(checked(*same)) == base, same
+    for other in (["C=0.2"], ["partition=shards"], ["client_optimizer.lr=0.01"]):
+        assert ck.configuration_key(checked(*other)) != base, other
+    # The checkpoint's key is stricter: seed and engine are part of a run's exact numbers.
+    assert ck.config_key(checked("seed=3")) != ck.config_key(checked())

@@ -27,6 +27,7 @@ from tests.servers import (
     free_port,
     get,
     post,
+    refusing_proxy,
     start_mlflow_server,
     stop_group,
     tags,
@@ -296,3 +297,35 @@ def test_the_mlflow_ui_lists_the_sweep_and_its_runs(
     )
     assert png_size(screenshot) == (1600, 900)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_a_server_that_refuses_dataset_inputs_gets_them_as_tags(
+    mlflow_server: Server, tmp_path: Path, caplog
+) -> None:
+    """A server older than MLflow 2.4 has no runs/log-inputs endpoint: the run goes on, warns
+    once, and records the same facts as tags; nothing else is lost."""
+    from fedlab.experiment import run
+    from fedlab.tracking.mlflow import MlflowTracker
+    from tests.conftest import checked
+
+    cfg = checked(
+        "model=2nn", "client_optimizer=sgd", "server_optimizer=sgd", "C=0.05", "B=50",
+        "rounds=1", "tracking.log_model=false", "tracking.experiment=older",
+    )  # fmt: skip
+    with refusing_proxy(mlflow_server, ("/api/2.0/mlflow/runs/log-inputs",)) as url:
+        tracker = MlflowTracker(url, "older")
+        with caplog.at_level("WARNING", logger="fedlab"):
+            result = run(cfg, output_dir=tmp_path, tracker=tracker,
+                         checkpoint_dir=tmp_path / "checkpoints", progress=False)  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "run inputs" in r.getMessage()]
+    assert len(warned) == 1 and "404" in warned[0], warned
+    recorded = get(mlflow_server, "/api/2.0/mlflow/runs/get", run_id=tracker.run_id)["run"]
+    assert recorded["info"]["status"] == "FINISHED"
+    assert recorded.get("inputs", {}).get("dataset_inputs", []) == []
+    run_tags = tags(recorded)
+    assert run_tags["fedlab.dataset.training.name"] == "mnist"
+    assert len(run_tags["fedlab.dataset.training.digest"]) == 16
+    assert run_tags["fedlab.dataset.training.partition"] == "iid"
+    assert run_tags["fedlab.dataset.evaluation.examples"] == "10000"
+    metrics = {m["key"] for m in recorded["data"]["metrics"]}
+    assert {"eval/accuracy", "train/loss"} <= metrics and result.rounds == 1

@@ -6,8 +6,21 @@ records into MLflow.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One dataset a run used, as its lineage records it: ``context`` is ``training`` (the
+    examples as partitioned over the clients) or ``evaluation`` (the test examples)."""
+
+    name: str
+    digest: str  # fedlab.data.base.FederatedDataset.digest / test_digest
+    source: str  # where it was loaded from, in words
+    context: str
+    profile: dict[str, Any] = field(default_factory=dict)  # examples, clients, partition, ...
 
 
 class Tracker:
@@ -43,6 +56,9 @@ class Tracker:
 
     def log_artifact(self, path: Path) -> None:
         """Attach a file to the run."""
+
+    def log_datasets(self, inputs: list[DatasetRecord]) -> None:
+        """Record what the run trained and was evaluated on (its lineage)."""
 
     def metric_history(self, run_id: str | None = None) -> dict[str, list[tuple[int, float]]]:
         """Every metric the store holds for run ``run_id`` (default: the open run), as
