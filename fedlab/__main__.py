@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -26,12 +25,11 @@ from omegaconf import DictConfig
 from fedlab.config import hydra_overrides, register_configs
 from fedlab.describe import FULL_ERROR, describe
 from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
+from fedlab.quiet import silence_sweeper_plugins
 from fedlab.validation import typed
 
 register_configs()
-# conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its
-# comments); Hydra then merges the two and warns, at every job, that it does so.
-warnings.filterwarnings("ignore", message="'hydra/launcher/ray' is validated against ConfigStore")
+silence_sweeper_plugins()
 
 
 def _on_sigterm(signum, frame):

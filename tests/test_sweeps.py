@@ -127,6 +127,28 @@ def test_every_preset_composes_with_its_grid(preset: str, compose_cfg) -> None:
     assert len(list(itertools.product(*choices))) == PRESET_GRID_SIZES[preset]
 
 
+def test_the_optuna_plugins_deprecation_warnings_are_silenced() -> None:
+    """hydra-optuna-sweeper 1.3 makes Optuna's pre-3.0 distributions, and Optuna 5 warns at
+    each (two lines a trial); fedlab's entry point silences exactly those."""
+    import warnings
+
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    from fedlab.quiet import silence_sweeper_plugins
+
+    search = ["a=tag(log, interval(1e-3, 1))", "b=range(1,3)", "c=interval(0, 1)"]
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        create_params_from_overrides(search)
+    assert any("LogUniformDistribution has been deprecated" in str(w.message) for w in before)
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        silence_sweeper_plugins()
+        create_params_from_overrides(search)
+        warnings.warn("another FutureWarning", FutureWarning, stacklevel=1)  # still shown
+    assert [str(w.message) for w in after] == ["another FutureWarning"]
+
+
 def test_optuna_searches_compose_with_a_persistent_study(compose_cfg) -> None:
     for search in ("lr", "rounds_to_target"):
         cfg = compose_cfg(f"hparams_search={search}", hydra=True)
@@ -190,6 +212,7 @@ def test_an_optuna_search_persists_and_a_second_invocation_continues_it(tmp_path
     search = ["hparams_search=lr", "hydra.sweeper.n_trials=3", "seed=3"]
     first = run_cli("-m", *TINY, *search, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "deprecated" not in first.stderr + first.stdout  # the plug-in's FutureWarnings
     name = "fedlab-lr-iid-2nn-sgd-sgd"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
