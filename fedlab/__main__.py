@@ -77,9 +77,10 @@ def _run(dict_cfg: DictConfig) -> float:
     logging.getLogger("fedlab").info("%s: %s", name, describe_run(cfg))
     with logs.step("opening the tracking store"):
         tracker = create_tracker(cfg.tracking, sweep.default_tracking_uri(hydra_cfg.runtime.cwd))
-    trial = None
+    trial = link = None
     if multirun and sweep.sweeper_name(hydra_cfg) == "optuna":
         trial = sweep.optuna_trial_number(hydra_cfg.sweeper, overrides)
+        link = sweep.trial_link(hydra_cfg.sweeper, trial)
     # A job finds its sweep's parent run in MLflow, on whatever machine the launcher ran it.
     in_sweep = sweep.find_sweep(tracker, str(hydra_cfg.sweep.dir)) if multirun else None
     name = sweep.job_name(overrides, in_sweep.swept_keys if in_sweep else [])
@@ -101,6 +102,7 @@ def _run(dict_cfg: DictConfig) -> float:
         progress=sys.stderr.isatty(),
         tags=sweep.job_tags(in_sweep, hydra_cfg.job.num, trial) if multirun else None,
         log_file=log_file,
+        trial=link,
     )
     if trial is not None and tracker.run_id:
         sweep.link_trial(hydra_cfg.sweeper, trial, tracker.run_id)

@@ -58,6 +58,7 @@ class RunResult:
     location: str | None
     epsilon: float | None = None  # the privacy spent (fedlab.privacy), at delta
     delta: float | None = None
+    stopped: str | None = None  # why it stopped before its last round (pruned), if a callback said
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -67,6 +68,8 @@ class RunResult:
             else "did not reach the target"
         )
         where = f" Recorded as {self.location}." if self.location else ""
+        if self.stopped:
+            where = f" Stopped early: {self.stopped}.{where}"
         spent = ""
         if self.epsilon is not None:
             spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
@@ -212,6 +215,7 @@ def run(
     checkpoint_dir: Path | None = None,
     tags: dict[str, str] | None = None,
     log_file: Path | None = None,
+    trial: Any = None,
 ) -> RunResult:
     """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
 
@@ -220,7 +224,8 @@ def run(
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
     ``log_file``: the job's log (``fedlab.logs``), named in a tag and attached to the run when
-    it ends, however it ends.
+    it ends, however it ends. ``trial``: the job's Optuna trial in a search
+    (``fedlab.callbacks.pruning.TrialLink``), which the pruning callback reports to.
     """
     from fedlab.data import federate
     from fedlab.privacy import build_privacy
@@ -249,8 +254,9 @@ def run(
 
     privacy = build_privacy(cfg)
 
-    def result(done: Progress) -> RunResult:
+    def result(done: Progress, stopped: str | None = None) -> RunResult:
         finished = RunResult(
+            stopped=stopped,
             epsilon=privacy.epsilon(done.round),
             delta=privacy.delta,
             rounds=done.round,
@@ -303,9 +309,10 @@ def run(
             logged_up_to = -1
         if tracker.location:
             log.info("tracking: %s", tracker.location)
-        done = _train(
+        done, stopped = _train(
             cfg, dataset, worker_env, output_dir, tracker, progress,
             ckpt_path=ckpt_path, ckpt_key=ckpt_key, resumed=resumed, logged_up_to=logged_up_to,
+            trial=trial,
         )  # fmt: skip
     except KeyboardInterrupt:
         _finish(tracker, log_file, "KILLED", "interrupted by Ctrl-C or SIGTERM")
@@ -316,7 +323,7 @@ def run(
             raise Terminated() from err
         _finish(tracker, log_file, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    finished = result(done)
+    finished = result(done, stopped)
     _finish(tracker, log_file, "FINISHED")
     return finished
 
@@ -477,8 +484,10 @@ def _train(
     ckpt_key: str,
     resumed: checkpoint.Checkpoint | None,
     logged_up_to: int,
-) -> Progress:
-    """Build the engine and the callbacks, and run the rounds from the start or ``resumed``."""
+    trial: Any = None,
+) -> tuple[Progress, str | None]:
+    """Build the engine and the callbacks, and run the rounds from the start or ``resumed``;
+    what the run reached, and why a callback stopped it early (None: it did not say)."""
     # TensorFlow (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
@@ -531,6 +540,7 @@ def _train(
             logged_up_to=logged_up_to,
             progress=progress,
             description=f"{algorithm_name(cfg)} {cfg.partition.name}",
+            trial=trial,
         )
         callbacks = build_callbacks(cfg, setup)
         stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
@@ -560,4 +570,5 @@ def _train(
             algorithm=parts.algorithm,
             model_bytes=sum(w.nbytes for w in initial_weights),
         )
-        return train(ctx, callbacks, sampler.sample, client_work, cfg.rounds, store)
+        done = train(ctx, callbacks, sampler.sample, client_work, cfg.rounds, store)
+        return done, ctx.stop_reason

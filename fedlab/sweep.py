@@ -24,6 +24,7 @@ the Optuna presets fix it per study, so that continuing a study continues its pa
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import socket
 import sys
@@ -172,15 +173,57 @@ def optuna_trial_number(sweeper: DictConfig, overrides: list[str]) -> int | None
     return None
 
 
+def trial_link(sweeper: DictConfig, trial_number: int | None) -> Any:
+    """Where this job's trial is, for the pruning callback (``fedlab.callbacks.pruning``);
+    None outside an Optuna search with a storage, or when the trial was not found."""
+    if trial_number is None:
+        return None
+    from fedlab.callbacks.pruning import TrialLink
+
+    return TrialLink(study_storage(sweeper), str(sweeper.study_name), trial_number)
+
+
+def let_jobs_prune_their_trials() -> None:
+    """Let a job end its own trial PRUNED, under hydra-optuna-sweeper.
+
+    The sweeper tells each trial COMPLETE (or FAIL) once its job returns, and knows no other
+    end (hydra#1954). A fedlab job that its pruner stopped has already told its trial PRUNED
+    (``fedlab.callbacks.pruning``), and Optuna refuses to tell a finished trial again
+    ("Cannot tell a PRUNED trial"); the sweeper's error handling then tells it FAIL, which is
+    refused the same way, and the whole search stops. So in the sweep's driver, Optuna's
+    ``Study.tell`` leaves a trial that is already PRUNED as it is, with Optuna's own
+    ``skip_if_finished``; every other tell is as it was. Installed once per process, by the
+    sweep callback, for Optuna searches only: the one place fedlab changes a library's code.
+    """
+    import optuna
+
+    tell = optuna.study.Study.tell
+    if getattr(tell, "fedlab_skips_pruned", False):
+        return
+
+    @functools.wraps(tell)
+    def tell_unless_pruned(study, trial, values=None, state=None, skip_if_finished=False):
+        number = trial if isinstance(trial, int) else getattr(trial, "number", None)
+        if not skip_if_finished and number is not None:
+            ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+            skip_if_finished = any(t.number == number for t in ended)
+        return tell(study, trial, values, state, skip_if_finished)
+
+    tell_unless_pruned.fedlab_skips_pruned = True
+    optuna.study.Study.tell = tell_unless_pruned
+
+
 def link_trial(sweeper: DictConfig, trial_number: int, run_id: str) -> None:
     """Record the trial's MLflow run on the trial itself (user attribute ``mlflow_run_id``), so
-    that Optuna's tools lead back to the run."""
+    that Optuna's tools lead back to the run. A trial that has ended already (pruned: its job
+    linked it before telling it so, ``fedlab.callbacks.pruning``) is left as it is."""
     import optuna
 
     storage = optuna.storages.get_storage(study_storage(sweeper))
     study_id = storage.get_study_id_from_name(sweeper.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
-    storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
+    if not storage.get_trial(trial_id).state.is_finished():
+        storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
 
 
 def _same_value(text: str | None, value: Any) -> bool:
@@ -212,6 +255,7 @@ class SweepTracking(Callback):
     def __init__(self) -> None:
         self._tracker = None
         self._ended = False
+        self._pruning = None  # the search's pruning config (fedlab.callbacks.pruning)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns a callback's exception into a warning and carries on; bad input must stop
@@ -219,6 +263,9 @@ class SweepTracking(Callback):
         try:
             check_direction(config.get("objective"), config.hydra.sweeper.get("direction"))
             check_storage(config.hydra.sweeper.get("storage"))
+            self._pruning = check_pruning(config)
+            if sweeper_name(config.hydra) == "optuna":
+                let_jobs_prune_their_trials()
             self._open_parent(config)
         except Exception as err:
             message = describe(err)
@@ -260,6 +307,12 @@ class SweepTracking(Callback):
             tags["fedlab.study_name"] = str(hydra.sweeper.study_name)
             tags["fedlab.study_storage"] = storage_label(hydra.sweeper.storage)
             tags["fedlab.direction"] = str(hydra.sweeper.direction)
+            if self._pruning is not None:
+                from fedlab.callbacks.pruning import describe_pruner
+
+                pruning = self._pruning
+                tags["fedlab.pruner"] = describe_pruner(pruning.pruner, pruning.pruner_args)
+                tags["fedlab.pruning_metric"] = pruning.metric
         tracker.open_parent(f"sweep {sweep_id}", sweep_id, tags)
         self._tracker = tracker
         atexit.register(self._end_if_interrupted)
@@ -293,6 +346,30 @@ class SweepTracking(Callback):
         # at exit, if on_multirun_end never ran: Ctrl-C, SIGTERM or an error ended the sweep.
         if not self._ended:
             self._end("KILLED", "the sweep ended before all its jobs had run")
+
+
+def check_pruning(config: DictConfig) -> Any:
+    """The search's pruning config (``callbacks.pruning``), checked once before the first job,
+    in one line as each job would: an unknown pruner, an argument it does not take, a metric
+    that moves against the objective. None without one. A grid sweep has no trials to prune:
+    said once, and its jobs run to the end."""
+    callbacks = config.get("callbacks") or {}
+    node = callbacks.get("pruning") if hasattr(callbacks, "get") else None
+    if node is None:
+        return None
+    from fedlab.callbacks import CALLBACKS
+    from fedlab.validation import plugin_config
+
+    pruning = plugin_config("callbacks.pruning", node, CALLBACKS, "pruning")
+    objective = config.get("objective", Objective.best_accuracy.value)
+    CALLBACKS.get("pruning").check(pruning, SimpleNamespace(objective=objective))
+    if sweeper_name(config.hydra) != "optuna":
+        print(
+            "fedlab: callbacks.pruning prunes the trials of an Optuna search "
+            "(hparams_search=...); this sweep's jobs run to the end",
+            file=sys.stderr,
+        )
+    return pruning
 
 
 def check_direction(objective: Any, direction: Any) -> None:
