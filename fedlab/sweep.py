@@ -331,6 +331,9 @@ class SweepTracking(Callback):
             )
             _record_best(tracker, config, children, sweep_dir / "optimization_results.yaml")
             _write_report(tracker, sweep_dir)
+            if sweeper_name(config.hydra) == "optuna" and config.hydra.sweeper.get("storage"):
+                metric = self._pruning.metric if self._pruning is not None else None
+                _study_figures(tracker, config.hydra.sweeper, sweep_dir / "report", metric)
             _say_where_the_logs_are(children)
         except BaseException as err:
             self._end("FAILED", f"{type(err).__name__}: {err}")
@@ -458,6 +461,59 @@ def _say_where_the_logs_are(children: list) -> None:
     ]
     if lines:
         print("fedlab: the jobs' logs:", *lines, sep="\n", file=sys.stderr)
+
+
+def _study_figures(tracker, sweeper: DictConfig, out_dir: Path, metric: str | None) -> None:
+    """Optuna's own figures of the study, drawn with matplotlib, on the parent run under
+    ``report/``: the optimization history, the trials' intermediate values (where a pruned
+    trial stops) and the parameters' importances (fANOVA; from two finished trials on). A
+    figure Optuna cannot draw from this study is left out, with a line saying why."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from fedlab.quiet import silence_sweeper_plugins
+
+    study = optuna.load_study(study_name=str(sweeper.study_name), storage=study_storage(sweeper))
+    states = [t.state for t in study.trials]
+    pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
+    complete = sum(s == optuna.trial.TrialState.COMPLETE for s in states)
+    tracker.set_tags(
+        {"fedlab.trials": str(len(states)), "fedlab.trials_pruned": str(pruned),
+         "fedlab.trials_complete": str(complete)}
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "optuna_history.png": optuna_plots.plot_optimization_history,
+        "optuna_intermediate_values.png": optuna_plots.plot_intermediate_values,
+        "optuna_importances.png": optuna_plots.plot_param_importances,
+    }
+    for name, draw in figures.items():
+        # Optuna's figures set matplotlib's style (ggplot) for the whole process: undone after.
+        with matplotlib.rc_context(), warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            silence_sweeper_plugins()
+            try:
+                ax = draw(study)
+            except (ValueError, RuntimeError) as err:  # too few finished trials, ...
+                print(f"fedlab: no {name} for this study: {err}", file=sys.stderr)
+                continue
+            if name == "optuna_intermediate_values.png":
+                ax.set_xlabel("communication round")
+                ax.set_ylabel(metric or "intermediate value")
+            figure = ax.figure
+            figure.set_size_inches(8, 5)
+            figure.savefig(out_dir / name, dpi=120, bbox_inches="tight")
+            plt.close(figure)
+        for warning in said:  # Optuna marks its matplotlib figures experimental, each call
+            if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
+                print(f"fedlab: {name}: {warning.message}", file=sys.stderr)
+        tracker.client.log_artifact(tracker.run_id, str(out_dir / name), artifact_path="report")
 
 
 def _write_report(tracker, sweep_dir: Path) -> None:

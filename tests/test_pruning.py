@@ -214,4 +214,54 @@ def test_a_search_prunes_its_bad_trials_end_to_end(tmp_path: Path) -> None:
         assert rounds == (max(trial.intermediate_values) if pruned else 3)
     tags = parent.data.tags
     assert tags["fedlab.pruner"] == "median(n_startup_trials=1, n_warmup_steps=0)"
+    assert tags["fedlab.trials_pruned"] == str(states.count("PRUNED"))
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/optuna_history.png", "report/optuna_intermediate_values.png"} <= report
     assert "deprecated" not in result.stderr
+
+
+def test_the_searchs_parent_run_gets_optunas_figures(tmp_path: Path, capsys) -> None:
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    storage, name = _study(tmp_path, finished=0)
+    study = optuna.load_study(study_name=name, storage=storage)
+    COMPLETE = optuna.trial.TrialState.COMPLETE  # noqa: N806
+    lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+    for i, (rate, curve) in enumerate(
+        [(0.1, [0.8, 0.9, 0.95]), (0.01, [0.6, 0.8, 0.9]), (1e-3, [0.2]), (0.05, [0.7, 0.85, 0.9])]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"client_optimizer.lr": rate, "E": i % 2 + 1},
+                distributions={"client_optimizer.lr": lr,
+                               "E": optuna.distributions.IntDistribution(1, 2)},
+                value=curve[-1],
+                intermediate_values=dict(enumerate(curve, start=1)),
+                state=optuna.trial.TrialState.PRUNED if len(curve) == 1 else COMPLETE,
+            )
+        )  # fmt: skip
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "fedlab")
+    tracker.open_parent("sweep s", "s", {sweep.ROLE_TAG: "sweep", sweep.SWEEP_TAG: "s"})
+    sweeper = OmegaConf.create({"study_name": name, "storage": storage})
+    sweep._study_figures(tracker, sweeper, tmp_path / "report", "eval/accuracy")
+
+    names = ("optuna_history.png", "optuna_intermediate_values.png", "optuna_importances.png")
+    for figure in names:
+        with Image.open(tmp_path / "report" / figure) as image:
+            assert image.format == "PNG" and image.width >= 600
+    logged = {a.path for a in tracker.client.list_artifacts(tracker.run_id, "report")}
+    assert logged == {f"report/{n}" for n in names}
+    tags = tracker.client.get_run(tracker.run_id).data.tags
+    assert (tags["fedlab.trials"], tags["fedlab.trials_pruned"]) == ("4", "1")
+
+    # A study with one finished trial has no importances: said in a line, the rest drawn.
+    storage, name = f"sqlite:///{tmp_path / 'one.db'}", "one"
+    one = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    one.add_trial(optuna.trial.create_trial(params={"x": 0.5}, value=0.5, distributions={
+        "x": optuna.distributions.FloatDistribution(0, 1)}))  # fmt: skip
+    sweep._study_figures(tracker, OmegaConf.create({"study_name": name, "storage": storage}),
+                         tmp_path / "one", None)  # fmt: skip
+    assert (tmp_path / "one" / "optuna_history.png").exists()
+    err = capsys.readouterr().err
+    assert "optuna_importances.png" in err, err

@@ -26,6 +26,7 @@ ROUNDS_TO_TARGET = "rounds_to_target"
 EPSILON = "privacy/epsilon"
 CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
+PRUNED_AT_TAG = "fedlab.pruned_at_round"  # fedlab.callbacks.pruning.PRUNED_AT_TAG
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RunSeries:
     epsilon: dict[int, float] = field(default_factory=dict)  # privacy spent by round (DP runs)
     # Federated evaluation's last accuracy of each evaluated client (natural datasets).
     client_accuracy: list[float] = field(default_factory=list)
+    pruned_at: int | None = None  # the round an Optuna search's pruner stopped it at
 
     @property
     def seed(self) -> str:
@@ -83,6 +85,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
             left_out.append(f"{name} ({run.info.run_id}): no test accuracy logged")
             continue
         reached = run.data.metrics.get(ROUNDS_TO_TARGET)
+        pruned_at = run.data.tags.get(PRUNED_AT_TAG)
         series.append(
             RunSeries(
                 run_id=run.info.run_id,
@@ -101,6 +104,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                     if CLIENT_MEAN in run.data.metrics
                     else []
                 ),
+                pruned_at=int(pruned_at) if pruned_at else None,
             )
         )
     return series, left_out
