@@ -358,7 +358,7 @@ def test_tracking_at_the_end_logs_the_figure_and_the_model_if_asked(
         tracker, -1, tmp_path, lambda: mnist_model("logreg"), log_model=log_model
     )
     callback.on_train_end(ctx)
-    figure, model_file = tmp_path / "test_accuracy.png", tmp_path / "model.keras"
+    figure, model_file = tmp_path / "metrics.png", tmp_path / "model.keras"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tracker.artifacts == ([figure, model_file] if log_model else [figure])
     assert model_file.exists() == log_model
@@ -367,6 +367,37 @@ def test_tracking_at_the_end_logs_the_figure_and_the_model_if_asked(
         for got, want in zip(saved, setup.engine.model_weights(ctx.state), strict=True):
             np.testing.assert_array_equal(got, want)
     assert tracker.metrics == []
+
+
+def test_the_runs_figure_has_every_metric_against_rounds_and_mb() -> None:
+    from fedlab.plots import run_figure
+
+    history = {
+        "train/loss": [(1, 1.2), (2, 0.8), (3, 0.6)],
+        "eval/accuracy": [(0, 0.1), (1, 0.7), (3, 0.9)],
+        "comm/total_mb": [(1, 4.0), (2, 8.0), (3, 12.0)],
+        "time/round_s": [(1, 0.5), (2, 0.5), (3, 0.5)],  # not in the figure
+    }
+
+    def panels(fig) -> list[tuple[str, str]]:
+        return [(ax.get_ylabel(), ax.get_xlabel()) for ax in fig.axes]
+
+    fig = run_figure(history, 0.97)
+    assert [y for y, _ in panels(fig)] == ["train loss"] * 2 + ["test accuracy"] * 2
+    assert panels(fig)[-2:] == [
+        ("test accuracy", "communication rounds"),
+        ("test accuracy", "MB communicated (broadcast and uploads)"),
+    ]
+    mb_line = fig.axes[3].get_lines()[0]
+    assert list(mb_line.get_xdata()) == [0.0, 4.0, 12.0]  # round 0 is 0 MB; evaluated rounds
+    assert list(mb_line.get_ydata()) == [0.1, 0.7, 0.9]
+    # Personalized accuracy and the privacy spent, where the run logged them.
+    more = {**history, "eval/personalized_accuracy": [(1, 0.8)], "privacy/epsilon": [(1, 2.0)]}
+    labels = [y for y, _ in panels(run_figure(more, 0.97))][::2]
+    assert labels == ["train loss", "test accuracy", "personalized accuracy", "ε spent (privacy)"]
+    # Without communication counted: against rounds only.
+    alone = {k: v for k, v in history.items() if k != "comm/total_mb"}
+    assert len(run_figure(alone, 0.97).axes) == 2
 
 
 # -- checkpoint ---------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_short_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     assert [m.value for m in rounds_to_target] == [reached]
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "test_accuracy.png", "model.keras", "__main__.log"} <= artifacts
+    assert {"config.yaml", "metrics.png", "model.keras", "__main__.log"} <= artifacts
     assert "final test accuracy" in result.stdout and run.info.run_id in result.stdout
     assert result.stdout.strip().count("\n") == 0  # stdout: the summary alone
 
