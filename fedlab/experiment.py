@@ -38,7 +38,7 @@ from fedlab.core.sampling import ClientSampler, local_order
 from fedlab.core.types import ClientWork, Progress, TrainingContext
 from fedlab.errors import TERMINATION_REQUESTED, Terminated
 from fedlab.quiet import silence_frameworks
-from fedlab.tracking import NullTracker, Tracker
+from fedlab.tracking import NullTracker, Tracker, lineage
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ def run(
                     "engine": cfg.engine.value,
                     "git_commit": commit,
                     "mlflow.source.git.commit": commit,
-                    **source_tags(),
-                    CONFIGURATION_TAG: configuration_name(cfg),
+                    **lineage.source_tags(),
+                    lineage.CONFIGURATION_TAG: lineage.configuration_name(cfg, algorithm_name(cfg)),
                     "overrides": overrides,
                     **({"fedlab.log_file": str(log_file)} if log_file is not None else {}),
                     **(tags or {}),
@@ -305,7 +305,7 @@ def run(
             )
             tracker.log_artifact(config_yaml)
             if tracker.run_id is not None:  # hashing the data costs a second: only to record
-                tracker.log_datasets(dataset_records(cfg, dataset))
+                tracker.log_datasets(lineage.dataset_records(cfg, dataset))
             logged_up_to = -1
         if tracker.location:
             log.info("tracking: %s", tracker.location)
@@ -367,79 +367,6 @@ def _checkpoint_to_resume(
         )
         return None
     return saved
-
-
-# The tag that names a run's configuration without its seed: the MLflow UI's "Group by" on it
-# gathers a configuration's seeds, as the report does (the same definition:
-# fedlab.checkpoint.configuration_key).
-CONFIGURATION_TAG = "fedlab.configuration"
-
-
-def configuration_name(cfg: RunConfig) -> str:
-    """``FedAvg · mnist · 2nn · shards · 1a2b3c4d5e6f``: readable, and equal exactly for runs
-    that differ only in seed and bookkeeping (``checkpoint.configuration_key``)."""
-    parts = (algorithm_name(cfg), cfg.dataset.name, cfg.model.name, cfg.partition.name)
-    return " · ".join([*parts, checkpoint.configuration_key(cfg)])
-
-
-def source_tags() -> dict[str, str]:
-    """MLflow's source and user tags (the UI's Source and User columns): the command line
-    (``python -m fedlab``) or the script or notebook that called ``fedlab.run``, and the user."""
-    import getpass
-
-    entry = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if entry is not None and entry.name == "__main__.py" and entry.parent.name == "fedlab":
-        source = "python -m fedlab"
-    else:
-        source = str(entry) if entry is not None else "python"
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in the environment or the password database
-        user = "unknown"
-    return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
-
-
-def dataset_records(cfg: RunConfig, dataset: Any) -> list:
-    """The run's lineage: the training examples as partitioned over the clients, and the test
-    examples, each with a digest of what was loaded (``FederatedDataset.digest``)."""
-    from fedlab.tracking import DatasetRecord
-
-    started = time.monotonic()
-    partition = {k: v for k, v in run_params(cfg).items() if k.startswith("partition.")}
-    records = [
-        DatasetRecord(
-            name=dataset.name,
-            digest=dataset.digest(),
-            source=dataset.source or dataset.name,
-            context="training",
-            profile={
-                "examples": len(dataset.y_train),
-                "clients": dataset.num_clients,
-                "partition": cfg.partition.name,
-                **{k: v for k, v in partition.items() if k != "partition.name"},
-                "partition_seed": cfg.seed,
-            },
-        ),
-        DatasetRecord(
-            name=dataset.name,
-            digest=dataset.test_digest(),
-            source=dataset.source or dataset.name,
-            context="evaluation",
-            profile={
-                "examples": len(dataset.y_test),
-                **({"clients": len(dataset.test_clients)} if dataset.test_clients else {}),
-            },
-        ),
-    ]
-    log.info(
-        "lineage: %s training data digest %s, test data digest %s (hashed in %.1f s)",
-        dataset.name,
-        records[0].digest,
-        records[1].digest,
-        time.monotonic() - started,
-        extra=logs.FILE_ONLY,
-    )
-    return records
 
 
 def describe_run(cfg: RunConfig) -> str:

@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from fedlab.data import federate
 from fedlab.data.coded import CodedExamples, encode
-from fedlab.experiment import CONFIGURATION_TAG, configuration_name, run
+from fedlab.experiment import algorithm_name, run
+from fedlab.tracking.lineage import CONFIGURATION_TAG, configuration_name
 from fedlab.tracking.mlflow import MlflowTracker
 from tests.conftest import checked
 
@@ -56,16 +57,21 @@ def test_a_run_records_its_data_source_user_and_configuration(tmp_path: Path) ->
     tags = recorded.data.tags
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
     assert tags["mlflow.source.name"]  # the script that called fedlab.run: pytest here
-    assert tags[CONFIGURATION_TAG] == configuration_name(cfg)
+    assert tags[CONFIGURATION_TAG] == configuration_name(cfg, "FedAvg")
     assert not any(k.startswith("system/") for k in recorded.data.metrics)  # off by default
 
 
 def test_the_configuration_tag_is_equal_across_seeds_only() -> None:
-    base = configuration_name(checked(*SMALL))
+    def name(*overrides: str) -> str:
+        cfg = checked(*SMALL, *overrides)
+        return configuration_name(cfg, algorithm_name(cfg))
+
+    base = name()
     assert base.startswith("FedAvg · mnist · 2nn · iid · ")
-    assert configuration_name(checked(*SMALL, "seed=7")) == base
-    assert configuration_name(checked(*SMALL, "engine=tff", "rounds=9")) == base
-    assert configuration_name(checked(*SMALL, "E=5")) != base
+    assert name("seed=7") == base
+    assert name("engine=tff", "rounds=9") == base
+    assert name("E=5") != base
+    assert name("server_optimizer=adam").startswith("FedAdam · ")
 
 
 def test_the_digest_covers_the_examples_and_the_partition() -> None:
