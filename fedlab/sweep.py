@@ -454,11 +454,14 @@ def _say_where_the_logs_are(children: list) -> None:
     """One line per job: its number, name, status and log file (``fedlab.logs``; the file is
     also attached to the job's run)."""
     jobs = sorted(children, key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
-    lines = [
-        f"  #{run.data.tags.get(JOB_TAG, '?')} {run.info.run_name} ({run.info.status}): "
-        f"{run.data.tags.get(LOG_TAG, 'no log file')}"
-        for run in jobs
-    ]
+    lines = []
+    for run in jobs:
+        tags = run.data.tags
+        status = run.info.status
+        if tags.get("fedlab.pruned_at_round"):
+            status += f", pruned at round {tags['fedlab.pruned_at_round']}"
+        where = tags.get(LOG_TAG, "no log file")
+        lines.append(f"  #{tags.get(JOB_TAG, '?')} {run.info.run_name} ({status}): {where}")
     if lines:
         print("fedlab: the jobs' logs:", *lines, sep="\n", file=sys.stderr)
 

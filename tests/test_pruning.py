@@ -145,9 +145,9 @@ def test_outside_an_optuna_search_there_is_nothing_to_prune(tmp_path: Path) -> N
             "interval_steps, n_min_trials",
         ),
         (
-            ["callbacks.pruning.pruner_args.n_startup_trials=-1"],
-            "callbacks.pruning.pruner_args={'n_startup_trials': -1, 'n_warmup_steps': 0} is "
-            "invalid for the median pruner: Number of startup trials cannot be negative",
+            ["+callbacks.pruning.pruner_args.n_startup_trials=-1"],
+            "callbacks.pruning.pruner_args={'n_startup_trials': -1} is invalid for the median "
+            "pruner: Number of startup trials cannot be negative",
         ),
         (
             ["callbacks.pruning.metric=eval/loss"],
@@ -191,7 +191,7 @@ def test_a_search_prunes_its_bad_trials_end_to_end(tmp_path: Path) -> None:
         "C=0.05", "B=50", "rounds=3", "tracking.log_model=false",
         "client_optimizer.lr=choice(0.1, 0.000001, 0.000002, 0.000003)", "server_optimizer.lr=1.0",
         "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.seed=28",
-        "callbacks.pruning.pruner_args.n_startup_trials=1",
+        "+callbacks.pruning.pruner_args.n_startup_trials=1",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -213,7 +213,7 @@ def test_a_search_prunes_its_bad_trials_end_to_end(tmp_path: Path) -> None:
         rounds = max(m.step for m in client.get_metric_history(job.info.run_id, "train/loss"))
         assert rounds == (max(trial.intermediate_values) if pruned else 3)
     tags = parent.data.tags
-    assert tags["fedlab.pruner"] == "median(n_startup_trials=1, n_warmup_steps=0)"
+    assert tags["fedlab.pruner"] == "median(n_startup_trials=1)"
     assert tags["fedlab.trials_pruned"] == str(states.count("PRUNED"))
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/optuna_history.png", "report/optuna_intermediate_values.png"} <= report
@@ -265,3 +265,21 @@ def test_the_searchs_parent_run_gets_optunas_figures(tmp_path: Path, capsys) -> 
     assert (tmp_path / "one" / "optuna_history.png").exists()
     err = capsys.readouterr().err
     assert "optuna_importances.png" in err, err
+
+
+def test_the_sweep_driver_checks_the_pruning_config_once(compose_cfg, capsys) -> None:
+    search = sweep.check_pruning(compose_cfg("hparams_search=lr", hydra=True))
+    assert (search.pruner, search.metric) == ("median", "eval/accuracy")
+    assert capsys.readouterr().err == ""
+    # A grid has no trials to prune: said once, before its jobs run to the end.
+    grid = compose_cfg("+callbacks.pruning.pruner=median", hydra=True)
+    assert sweep.check_pruning(grid).pruner == "median"
+    assert "prunes the trials of an Optuna search" in capsys.readouterr().err
+    assert sweep.check_pruning(compose_cfg(hydra=True)) is None  # no pruning asked for
+    with pytest.raises(ConfigError, match="is minimized: the pruner would stop the best"):
+        sweep.check_pruning(
+            compose_cfg(
+                "hparams_search=rounds_to_target", "callbacks.pruning.metric=eval/accuracy",
+                hydra=True,
+            )
+        )  # fmt: skip
