@@ -359,3 +359,25 @@ def test_the_cluster_presets_compose(compose_cfg) -> None:
     journal = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=journal", hydra=True)
     assert journal.hydra.sweeper.storage._target_ == "optuna.storages.JournalStorage"
     assert sweep.storage_label(journal.hydra.sweeper.storage) == "JournalStorage(optuna.journal)"
+
+
+@pytest.mark.slow
+def test_a_sweep_into_a_new_store_runs_a_config_another_store_has_finished(
+    tmp_path: Path,
+) -> None:
+    """Issue 23 as a new user met it: a single run tracked in one store left its checkpoint in
+    ./checkpoints; a grid sweep into a new store then answered "nothing left to run" for that
+    configuration, logged nothing for it, and reported 1 run in 1 configuration."""
+    single = run_cli(*TINY, "partition=iid", "tracking.uri=sqlite:///other.db", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    result = run_cli("-m", *TINY, "partition=iid,shards", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing left to run" not in result.stderr + result.stdout
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert [j.data.params["partition.name"] for j in jobs] == ["iid", "shards"]
+    assert all(j.info.status == "FINISHED" and "eval/accuracy" in j.data.metrics for j in jobs)
+    assert "2 runs in 2 configurations" in result.stdout
+    # The other store keeps its own run, untouched.
+    other = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'other.db'}")
+    experiment = other.get_experiment_by_name("fedlab").experiment_id
+    assert len(other.search_runs([experiment])) == 1
