@@ -82,15 +82,40 @@ def test_the_digest_covers_the_examples_and_the_partition() -> None:
     assert iid.test_digest() != iid.digest()
 
 
-def test_coded_examples_are_hashed_without_being_decoded() -> None:
+def test_placement_checks_ray_actors_data_with_the_same_digest() -> None:
+    """``placement.dataset_digest`` (a Ray actor's data against the server's) is now the
+    dataset's own digest, equal to the hash it computed before for plain arrays."""
+    import hashlib
+
+    from fedlab.backends.fast.placement import dataset_digest
+
+    data = federate(checked(*SMALL, "partition=shards"))
+    before = hashlib.sha256()
+    for array in (data.x_train, data.y_train, *data.clients):
+        array = np.ascontiguousarray(array)
+        before.update(f"{array.dtype}{array.shape}".encode())
+        before.update(memoryview(array).cast("B"))
+    assert dataset_digest(data) == data.digest() == before.hexdigest()[:16]
+
+
+def test_coded_examples_are_hashed_without_being_decoded(monkeypatch) -> None:
     import dataclasses
 
     data = federate(checked(*SMALL))
-    x = data.x_train[:1000]
+    x = np.asarray(data.x_train[:1000])
     plain = dataclasses.replace(data, x_train=x, y_train=data.y_train[:1000], clients=[])
-    coded = dataclasses.replace(plain, x_train=CodedExamples(encode(np.asarray(x))))
-    assert coded.digest() != plain.digest()  # codes and table, not the float32 values
-    assert coded.digest() == dataclasses.replace(coded).digest()
+    codes = encode(x)
+    coded = dataclasses.replace(plain, x_train=CodedExamples(codes))
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("the digest decoded every example")
+
+    monkeypatch.setattr(CodedExamples, "__array__", decoded)
+    digest = coded.digest()
+    assert digest != plain.digest()  # codes and table, not the float32 values
+    other = codes.copy()
+    other[0, 0] = (int(other[0, 0]) + 1) % 256
+    assert dataclasses.replace(plain, x_train=CodedExamples(other)).digest() != digest
 
 
 def test_system_metrics_need_psutil_and_are_off_by_default() -> None:
