@@ -61,4 +61,5 @@ def federate(run: Any) -> FederatedDataset:
                 for mine, dealt in zip(assignment.clients, assignment.dealt, strict=True)
             ]
         ),
+        source=str(getattr(arrays, "source", "")),
     )

@@ -28,6 +28,7 @@ CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
 BACKDOOR_ACCURACY = "eval/backdoor_accuracy"  # fedlab.callbacks.backdoor, under a backdoor
 DIVERGED = "fedlab.diverged"  # fedlab.experiment.DIVERGED_TAG: diverged under attack
+PRUNED_AT_TAG = "fedlab.pruned_at_round"  # fedlab.callbacks.pruning.PRUNED_AT_TAG
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunSeries:
     # last backdoor accuracy under a backdoor attack.
     diverged: str | None = None
     backdoor_accuracy: float | None = None
+    pruned_at: int | None = None  # the round an Optuna search's pruner stopped it at
 
     @property
     def seed(self) -> str:
@@ -89,6 +91,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
             left_out.append(f"{name} ({run.info.run_id}): no test accuracy logged")
             continue
         reached = run.data.metrics.get(ROUNDS_TO_TARGET)
+        pruned_at = run.data.tags.get(PRUNED_AT_TAG)
         series.append(
             RunSeries(
                 run_id=run.info.run_id,
@@ -109,6 +112,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                 ),
                 diverged=run.data.tags.get(DIVERGED),
                 backdoor_accuracy=run.data.metrics.get(BACKDOOR_ACCURACY),
+                pruned_at=int(pruned_at) if pruned_at else None,
             )
         )
     return series, left_out
