@@ -11,10 +11,10 @@ Bad input ends in one line on stderr naming the value and what is allowed, and e
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -25,12 +25,11 @@ from omegaconf import DictConfig
 from fedlab.config import hydra_overrides, register_configs
 from fedlab.describe import FULL_ERROR, describe
 from fedlab.errors import TERMINATION_REQUESTED, DivergedError, Terminated
+from fedlab.quiet import silence_sweeper_plugins
 from fedlab.validation import typed
 
 register_configs()
-# conf/hydra/launcher/ray.yaml shadows hydra-ray-launcher's own `ray` config on purpose (see its
-# comments); Hydra then merges the two and warns, at every job, that it does so.
-warnings.filterwarnings("ignore", message="'hydra/launcher/ray' is validated against ConfigStore")
+silence_sweeper_plugins()
 
 
 def _on_sigterm(signum, frame):
@@ -71,17 +70,29 @@ def _run(dict_cfg: DictConfig) -> float:
     if multirun:
         sweep.check_direction(cfg.objective.value, hydra_cfg.sweeper.get("direction"))
 
-    from fedlab.experiment import run  # heavy imports (TF, TFF) only once the config is valid
+    from fedlab import logs
+    from fedlab.experiment import describe_run, run  # TensorFlow is imported by run
     from fedlab.tracking import create_tracker
 
     overrides = list(hydra_cfg.overrides.task)
-    tracker = create_tracker(cfg.tracking, sweep.default_tracking_uri(hydra_cfg.runtime.cwd))
-    trial = None
+    name = cfg.run_name or sweep.job_name(overrides, [])
+    logging.getLogger("fedlab").info("%s: %s", name, describe_run(cfg))
+    with logs.step("opening the tracking store"):
+        tracker = create_tracker(cfg.tracking, sweep.default_tracking_uri(hydra_cfg.runtime.cwd))
+    trial = link = None
     if multirun and sweep.sweeper_name(hydra_cfg) == "optuna":
         trial = sweep.optuna_trial_number(hydra_cfg.sweeper, overrides)
+        link = sweep.trial_link(hydra_cfg.sweeper, trial)
     # A job finds its sweep's parent run in MLflow, on whatever machine the launcher ran it.
     in_sweep = sweep.find_sweep(tracker, str(hydra_cfg.sweep.dir)) if multirun else None
     name = sweep.job_name(overrides, in_sweep.swept_keys if in_sweep else [])
+    log_file = logs.log_file()  # Hydra's job log (conf/hydra/job_logging/fedlab.yaml)
+    if multirun:
+        trial_text = f", Optuna trial {trial}" if trial is not None else ""
+        logging.getLogger("fedlab").info(
+            "sweep %s, job %d%s; log: %s", hydra_cfg.sweep.dir, hydra_cfg.job.num, trial_text,
+            log_file,
+        )  # fmt: skip
     result = run(
         cfg,
         output_dir=Path(hydra_cfg.runtime.output_dir),
@@ -89,8 +100,11 @@ def _run(dict_cfg: DictConfig) -> float:
         tracker=tracker,
         run_name=cfg.run_name or name,
         overrides=" ".join(overrides),
-        progress=sys.stderr.isatty() or os.environ.get("FEDLAB_PROGRESS") == "1",
+        # In a terminal, the progress bar; elsewhere (a pipe, nohup, SLURM) log lines instead.
+        progress=sys.stderr.isatty(),
         tags=sweep.job_tags(in_sweep, hydra_cfg.job.num, trial) if multirun else None,
+        log_file=log_file,
+        trial=link,
     )
     if trial is not None and tracker.run_id:
         sweep.link_trial(hydra_cfg.sweeper, trial, tracker.run_id)

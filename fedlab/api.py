@@ -80,7 +80,8 @@ def run(
     (default ``outputs/DATE/TIME``) receives the run's files. ``progress``: the progress bar
     (tqdm's notebook widget inside Jupyter).
     """
-    from fedlab import sweep
+    from fedlab import logs, sweep
+    from fedlab.experiment import describe_run
     from fedlab.experiment import run as run_experiment
     from fedlab.tracking import create_tracker, default_tracking_uri
 
@@ -89,12 +90,15 @@ def run(
     cwd = Path.cwd()
     if output_dir is None:
         output_dir = Path("outputs") / datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-    tracker = create_tracker(cfg.tracking, default_tracking_uri(cwd))
+    name = cfg.run_name or sweep.job_name(given, [])
+    logs.log.info("%s: %s", name, describe_run(cfg))
+    with logs.step("opening the tracking store"):
+        tracker = create_tracker(cfg.tracking, default_tracking_uri(cwd))
     return run_experiment(
         cfg,
         output_dir=Path(output_dir),
         tracker=tracker,
-        run_name=cfg.run_name or sweep.job_name(given, []),
+        run_name=name,
         overrides=" ".join(given),
         progress=progress,
         checkpoint_dir=cwd / "checkpoints",

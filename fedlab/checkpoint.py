@@ -10,7 +10,16 @@ Its name is a hash of the config minus what does not change the run's numbers
 (``NOT_IN_NUMBERS`` below: hardware, ``rounds``, the run name, checkpoint settings, ...), so
 re-running the same command finds it, and asking for more rounds extends the same run. That list
 is the run-identity policy of fedlab: the report (``fedlab.report``) puts runs that differ only
-in those keys and in ``seed`` into one configuration.
+in those keys and in ``seed`` into one configuration (``configuration_key``).
+
+A checkpoint continues one tracked run, so its name is also scoped by the tracking store and
+experiment the run is recorded in (``store_key``): the same config run into another store (a new
+``mlflow.db``, a server, ``tracking.experiment=...``) starts its own run there and computes it,
+rather than finding another store's checkpoint, answering "nothing left to run" and recording
+nothing where it was asked to. Re-logging the other store's run into the new one was the
+alternative; it was not taken: the other store may be unreachable (a server since stopped), its
+artifacts large, and a half-finished run would mix two stores' histories. Recomputing gives the
+same numbers (a run is a pure function of its config), recorded whole where it was asked for.
 An algorithm's per-client state lives in files beside it (``fedlab.core.client_state``); the
 checkpoint records which file is each client's.
 """
@@ -100,10 +109,29 @@ def config_key(cfg: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def checkpoint_path(cfg: RunConfig, default_dir: Path, key: str) -> Path:
-    """Where the checkpoint of the config with ``config_key`` ``key`` lives."""
+def configuration_key(cfg: RunConfig) -> str:
+    """A short hash of what makes a run's numbers, up to float32 round-off, without its seed:
+    the configuration the report (``fedlab.report.grouping``) gathers seeds of. Runs that
+    differ only in ``seed``, bookkeeping, engine or placement share it."""
+    tree = run_params(cfg)
+    kept = {k: v for k, v in tree.items() if k != "seed" and affects_numbers(k, exact=False)}
+    text = json.dumps(kept, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def store_key(store: str) -> str:
+    """A short hash of a tracking store and experiment (``Tracker.store``), which scopes a
+    checkpoint to the runs of that store (see the module docstring)."""
+    return hashlib.sha256(store.encode()).hexdigest()[:8]
+
+
+def checkpoint_path(cfg: RunConfig, default_dir: Path, key: str, store: str | None = None) -> Path:
+    """Where the checkpoint of the config with ``config_key`` ``key`` lives, for runs recorded
+    in ``store`` (``Tracker.store``; None: the name before checkpoints were scoped by store)."""
     directory = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else default_dir
-    return directory / f"run-{key}.npz"
+    if store is None:
+        return directory / f"run-{key}.npz"
+    return directory / f"run-{key}-{store_key(store)}.npz"
 
 
 def client_state_dir(path: Path) -> Path:

@@ -147,8 +147,17 @@ class TrackingConfig:
     uri: str | None = None  # null: sqlite:///<directory the command runs from>/mlflow.db
     experiment: str = "fedlab"
     log_model: bool = True  # the final weights as an artifact; turn off for large sweeps
+    system_metrics: bool = False  # MLflow's CPU, memory, disk and network metrics every 10 s
 
     def __post_init__(self) -> None:
+        if self.system_metrics:
+            import importlib.util
+
+            _require(
+                importlib.util.find_spec("psutil") is not None,
+                "tracking.system_metrics=true needs psutil (MLflow reads the system with it), "
+                "which is not installed; install it, or allowed: tracking.system_metrics=false",
+            )
         if self.uri is not None:
             scheme = self.uri.split("://", 1)[0] if "://" in self.uri else ""
             schemes = ", ".join(f"{s}://" for s in TRACKING_URI_SCHEMES if s)

@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from fedlab import checkpoint, hardware
+from fedlab import checkpoint, logs
 from fedlab.backends import RoundParts
 from fedlab.config import LocalOrder, RunConfig, as_tree, run_params
 from fedlab.core.client_state import ClientStateStore
@@ -38,7 +40,9 @@ from fedlab.core.sampling import ClientSampler, local_order
 from fedlab.core.types import ClientWork, Progress, TrainingContext
 from fedlab.errors import TERMINATION_REQUESTED, Terminated
 from fedlab.quiet import silence_frameworks
-from fedlab.tracking import NullTracker, Tracker
+from fedlab.tracking import NullTracker, Tracker, lineage
+
+log = logging.getLogger(__name__)
 
 # The tag of a run under attack whose global model diverged: "round N: why" (fedlab.report).
 DIVERGED_TAG = "fedlab.diverged"
@@ -61,6 +65,7 @@ class RunResult:
     delta: float | None = None
     # Under attack, where and why the global model diverged (the run ended there), else None.
     diverged: str | None = None
+    stopped: str | None = None  # why it stopped before its last round (pruned), if a callback said
 
     def summary(self) -> str:
         """The closing paragraph printed at the end of a run."""
@@ -72,6 +77,8 @@ class RunResult:
         where = f" Recorded as {self.location}." if self.location else ""
         if self.diverged:
             where = f" Under attack, training diverged at {self.diverged}.{where}"
+        if self.stopped:
+            where = f" Stopped early: {self.stopped}.{where}"
         spent = ""
         if self.epsilon is not None:
             spent = f"; privacy spent ε={self.epsilon:.4g} at δ={self.delta:g}"
@@ -243,6 +250,8 @@ def run(
     progress: bool = True,
     checkpoint_dir: Path | None = None,
     tags: dict[str, str] | None = None,
+    log_file: Path | None = None,
+    trial: Any = None,
 ) -> RunResult:
     """Run ``cfg`` to the end, continuing from its checkpoint if there is one.
 
@@ -250,6 +259,9 @@ def run(
     ``checkpoint_dir`` is where checkpoints go when ``cfg.checkpoint_dir`` is null (default:
     ``output_dir/checkpoints``; the CLI passes ``./checkpoints`` so that re-running a command
     finds them). ``tags`` are added to the run's own (a sweep's job adds its parent run).
+    ``log_file``: the job's log (``fedlab.logs``), named in a tag and attached to the run when
+    it ends, however it ends. ``trial``: the job's Optuna trial in a search
+    (``fedlab.callbacks.pruning.TrialLink``), which the pruning callback reports to.
     """
     from fedlab.privacy import build_privacy
 
@@ -257,20 +269,29 @@ def run(
     silence_frameworks()
     tracker = MetricLog(tracker or NullTracker())
     output_dir.mkdir(parents=True, exist_ok=True)
-    worker_env = hardware.configure(cfg.hardware, cfg.engine)
-    dataset = federated_data(cfg)
     ckpt_key = checkpoint.config_key(cfg)
+    log.info("config key %s; files in %s", ckpt_key, output_dir)
+    if "tensorflow" not in sys.modules:
+        with logs.step("importing TensorFlow"):
+            import tensorflow  # noqa: F401
+    from fedlab import hardware
+
+    worker_env = hardware.configure(cfg.hardware, cfg.engine)
+    with logs.step(f"loading {cfg.dataset.name} and partitioning it ({cfg.partition.name})"):
+        dataset = federated_data(cfg)
+    log.info("data: %s", describe_data(dataset))
     ckpt_path = checkpoint.checkpoint_path(
-        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key
+        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key, tracker.store
     )
     if cfg.checkpoint_every:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
-    resumed = checkpoint.load(ckpt_path, ckpt_key) if cfg.resume else None
+    resumed = _checkpoint_to_resume(cfg, tracker, ckpt_path, ckpt_key) if cfg.resume else None
 
     privacy = build_privacy(cfg)
 
-    def result(done: Progress) -> RunResult:
-        return RunResult(
+    def result(done: Progress, stopped: str | None = None) -> RunResult:
+        finished = RunResult(
+            stopped=stopped,
             epsilon=privacy.epsilon(done.round),
             delta=privacy.delta,
             rounds=done.round,
@@ -283,10 +304,13 @@ def run(
             location=tracker.location,
             diverged=done.diverged,
         )
+        log.info("%s", finished.summary(), extra=logs.FILE_ONLY)  # the CLI prints it
+        return finished
 
     reached_target = cfg.stop_at_target and resumed is not None and resumed.rounds_to_target
     if resumed is not None and (resumed.round >= cfg.rounds or reached_target):
-        print(f"fedlab: {ckpt_path} is at round {resumed.round}: nothing left to run")
+        log.info("%s is at round %d: nothing left to run", ckpt_path, resumed.round)
+        tracker.adopt(resumed.run_id)  # so that the result says where the run is
         return result(_progress_of(resumed))
 
     config_yaml = output_dir / "config.yaml"
@@ -296,6 +320,7 @@ def run(
         # Inside the try: a run that fails while its params are logged must not stay RUNNING.
         if resumed is not None:
             logged_up_to = tracker.resume(resumed.run_id)
+            log.info("resuming from %s at round %d", ckpt_path, resumed.round)
         else:
             tracker.start(
                 run_name,
@@ -307,30 +332,101 @@ def run(
                     "engine": cfg.engine.value,
                     "git_commit": commit,
                     "mlflow.source.git.commit": commit,
+                    **lineage.source_tags(),
+                    lineage.CONFIGURATION_TAG: lineage.configuration_name(cfg, algorithm_name(cfg)),
                     "overrides": overrides,
+                    **({"fedlab.log_file": str(log_file)} if log_file is not None else {}),
                     **(tags or {}),
                 },
             )
             tracker.log_artifact(config_yaml)
+            if tracker.run_id is not None:  # hashing the data costs a second: only to record
+                tracker.log_datasets(lineage.dataset_records(cfg, dataset))
             logged_up_to = -1
-        done = _train(
+        if tracker.location:
+            log.info("tracking: %s", tracker.location)
+        done, stopped = _train(
             cfg, dataset, worker_env, output_dir, tracker, progress,
             ckpt_path=ckpt_path, ckpt_key=ckpt_key, resumed=resumed, logged_up_to=logged_up_to,
+            trial=trial,
         )  # fmt: skip
     except KeyboardInterrupt:
-        tracker.finish("KILLED", "interrupted by Ctrl-C or SIGTERM")
+        _finish(tracker, log_file, "KILLED", "interrupted by Ctrl-C or SIGTERM")
         raise
     except BaseException as err:
         if TERMINATION_REQUESTED.is_set():  # SIGTERM, surfacing as another error (errors.py)
-            tracker.finish("KILLED", "interrupted by SIGTERM")
+            _finish(tracker, log_file, "KILLED", "interrupted by SIGTERM")
             raise Terminated() from err
-        tracker.finish("FAILED", f"{type(err).__name__}: {err}")
+        _finish(tracker, log_file, "FAILED", f"{type(err).__name__}: {err}")
         raise
     if done.diverged:
         # A result, not a failure: FINISHED keeps the run in the report, which shows the tag.
         tracker.set_tags({DIVERGED_TAG: done.diverged})
-    tracker.finish("FINISHED")
-    return result(done)
+    finished = result(done, stopped)
+    _finish(tracker, log_file, "FINISHED")
+    return finished
+
+
+def _finish(tracker: Tracker, log_file: Path | None, status: str, reason: str | None = None):
+    """End the tracker's run as ``status``, with the job's log attached (``fedlab.logs``)."""
+    if reason:
+        log.info("run %s: %s", status, reason, extra=logs.FILE_ONLY)  # the CLI says it
+    if log_file is not None and log_file.is_file() and tracker.run_id is not None:
+        try:
+            tracker.log_artifact(log_file)
+        except Exception as err:  # the log is a copy: the run's end must not depend on it
+            log.warning("could not attach %s to the run: %s", log_file, err)
+    tracker.finish(status, reason)
+
+
+def _checkpoint_to_resume(
+    cfg: RunConfig, tracker: Tracker, path: Path, key: str
+) -> checkpoint.Checkpoint | None:
+    """The checkpoint at ``path`` (scoped by the tracker's store, ``fedlab.checkpoint``), if
+    it continues a run this store holds; None to start afresh.
+
+    A checkpoint from before checkpoints were scoped by store (``run-<key>.npz``) is taken over
+    when this store holds its run. One whose run the store no longer holds (deleted in the
+    MLflow UI) is left for this run to overwrite, with a warning: the run is recorded again."""
+    legacy = checkpoint.checkpoint_path(cfg, path.parent, key)
+    if not path.exists() and legacy.exists():
+        found = checkpoint.load(legacy, key)
+        if found is not None and tracker.holds(found.run_id):
+            clients = checkpoint.client_state_dir(legacy)
+            if clients.exists():
+                clients.rename(checkpoint.client_state_dir(path))
+            legacy.rename(path)
+    saved = checkpoint.load(path, key)
+    if saved is not None and not tracker.holds(saved.run_id):
+        log.warning(
+            "%s continues run %s, which %s does not hold (deleted?): starting the run afresh",
+            path,
+            saved.run_id,
+            tracker.store,
+        )
+        return None
+    return saved
+
+
+def describe_run(cfg: RunConfig) -> str:
+    """The run's key facts in one line, in the paper's terms."""
+    batch = "∞" if cfg.B is None else cfg.B
+    return (
+        f"{algorithm_name(cfg)} on {cfg.dataset.name}, model {cfg.model.name}, partition "
+        f"{cfg.partition.name} over K={cfg.num_clients} clients, C={cfg.C:g} "
+        f"({cfg.clients_per_round} a round), E={cfg.E}, B={batch}, {cfg.rounds} rounds, "
+        f"seed {cfg.seed}, engine {cfg.engine.value}"
+    )
+
+
+def describe_data(dataset: Any) -> str:
+    """What was loaded, and from where, in one line."""
+    test = f", {len(dataset.y_test):,} test examples" if dataset.y_test is not None else ""
+    source = f"; source: {dataset.source}" if getattr(dataset, "source", "") else ""
+    return (
+        f"{dataset.name}: {len(dataset.y_train):,} training examples over "
+        f"{dataset.num_clients} clients{test}{source}"
+    )
 
 
 def _progress_of(saved: checkpoint.Checkpoint) -> Progress:
@@ -354,8 +450,10 @@ def _train(
     ckpt_key: str,
     resumed: checkpoint.Checkpoint | None,
     logged_up_to: int,
-) -> Progress:
-    """Build the engine and the callbacks, and run the rounds from the start or ``resumed``."""
+    trial: Any = None,
+) -> tuple[Progress, str | None]:
+    """Build the engine and the callbacks, and run the rounds from the start or ``resumed``;
+    what the run reached, and why a callback stopped it early (None: it did not say)."""
     # TensorFlow (slow to import) only once the inputs are known to be good.
     import tensorflow as tf
 
@@ -363,6 +461,8 @@ def _train(
     from fedlab.callbacks import RunSetup
 
     tf.keras.utils.set_random_seed(cfg.seed)
+    building = time.monotonic()
+    log.info("building the model and engine=%s ...", cfg.engine.value)
     parts = round_parts(
         cfg,
         dataset.input_shape,
@@ -403,9 +503,17 @@ def _train(
             logged_up_to=logged_up_to,
             progress=progress,
             description=f"{algorithm_name(cfg)} {cfg.partition.name}",
+            trial=trial,
         )
         callbacks = build_callbacks(cfg, setup)
         stack.enter_context(engine_runtime(cfg.engine, worker_env, output_dir / "tff_worker.log"))
+        log.info(
+            "engine=%s ready in %.1f s: %s, %s parameters",
+            cfg.engine.value,
+            time.monotonic() - building,
+            cfg.model.name,
+            f"{sum(w.size for w in initial_weights):,}",
+        )
         if resumed is None:
             state = engine.initialize(initial_weights)
         else:
@@ -426,7 +534,8 @@ def _train(
             model_bytes=sum(w.nbytes for w in initial_weights),
         )
         under_attack = parts.attack is not None and parts.attack.active
-        return train(
+        done = train(
             ctx, callbacks, sampler.sample, client_work, cfg.rounds, store,
             diverged_is_result=under_attack,
         )  # fmt: skip
+        return done, ctx.stop_reason

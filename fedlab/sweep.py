@@ -24,6 +24,7 @@ the Optuna presets fix it per study, so that continuing a study continues its pa
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import socket
 import sys
@@ -50,6 +51,7 @@ JOB_TAG = "fedlab.job_num"
 TRIAL_TAG = "fedlab.trial"
 NODE_TAG = "fedlab.node"
 PARENT_TAG = "mlflow.parentRunId"
+LOG_TAG = "fedlab.log_file"  # the job's log file (fedlab.logs), also attached to its run
 
 
 def swept_keys(task_overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
@@ -171,15 +173,57 @@ def optuna_trial_number(sweeper: DictConfig, overrides: list[str]) -> int | None
     return None
 
 
+def trial_link(sweeper: DictConfig, trial_number: int | None) -> Any:
+    """Where this job's trial is, for the pruning callback (``fedlab.callbacks.pruning``);
+    None outside an Optuna search with a storage, or when the trial was not found."""
+    if trial_number is None:
+        return None
+    from fedlab.callbacks.pruning import TrialLink
+
+    return TrialLink(study_storage(sweeper), str(sweeper.study_name), trial_number)
+
+
+def let_jobs_prune_their_trials() -> None:
+    """Let a job end its own trial PRUNED, under hydra-optuna-sweeper.
+
+    The sweeper tells each trial COMPLETE (or FAIL) once its job returns, and knows no other
+    end (hydra#1954). A fedlab job that its pruner stopped has already told its trial PRUNED
+    (``fedlab.callbacks.pruning``), and Optuna refuses to tell a finished trial again
+    ("Cannot tell a PRUNED trial"); the sweeper's error handling then tells it FAIL, which is
+    refused the same way, and the whole search stops. So in the sweep's driver, Optuna's
+    ``Study.tell`` leaves a trial that is already PRUNED as it is, with Optuna's own
+    ``skip_if_finished``; every other tell is as it was. Installed once per process, by the
+    sweep callback, for Optuna searches only: the one place fedlab changes a library's code.
+    """
+    import optuna
+
+    tell = optuna.study.Study.tell
+    if getattr(tell, "fedlab_skips_pruned", False):
+        return
+
+    @functools.wraps(tell)
+    def tell_unless_pruned(study, trial, values=None, state=None, skip_if_finished=False):
+        number = trial if isinstance(trial, int) else getattr(trial, "number", None)
+        if not skip_if_finished and number is not None:
+            ended = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+            skip_if_finished = any(t.number == number for t in ended)
+        return tell(study, trial, values, state, skip_if_finished)
+
+    tell_unless_pruned.fedlab_skips_pruned = True
+    optuna.study.Study.tell = tell_unless_pruned
+
+
 def link_trial(sweeper: DictConfig, trial_number: int, run_id: str) -> None:
     """Record the trial's MLflow run on the trial itself (user attribute ``mlflow_run_id``), so
-    that Optuna's tools lead back to the run."""
+    that Optuna's tools lead back to the run. A trial that has ended already (pruned: its job
+    linked it before telling it so, ``fedlab.callbacks.pruning``) is left as it is."""
     import optuna
 
     storage = optuna.storages.get_storage(study_storage(sweeper))
     study_id = storage.get_study_id_from_name(sweeper.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
-    storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
+    if not storage.get_trial(trial_id).state.is_finished():
+        storage.set_trial_user_attr(trial_id, "mlflow_run_id", run_id)
 
 
 def _same_value(text: str | None, value: Any) -> bool:
@@ -211,6 +255,7 @@ class SweepTracking(Callback):
     def __init__(self) -> None:
         self._tracker = None
         self._ended = False
+        self._pruning = None  # the search's pruning config (fedlab.callbacks.pruning)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra turns a callback's exception into a warning and carries on; bad input must stop
@@ -218,6 +263,9 @@ class SweepTracking(Callback):
         try:
             check_direction(config.get("objective"), config.hydra.sweeper.get("direction"))
             check_storage(config.hydra.sweeper.get("storage"))
+            self._pruning = check_pruning(config)
+            if sweeper_name(config.hydra) == "optuna":
+                let_jobs_prune_their_trials()
             self._open_parent(config)
         except Exception as err:
             message = describe(err)
@@ -259,6 +307,12 @@ class SweepTracking(Callback):
             tags["fedlab.study_name"] = str(hydra.sweeper.study_name)
             tags["fedlab.study_storage"] = storage_label(hydra.sweeper.storage)
             tags["fedlab.direction"] = str(hydra.sweeper.direction)
+            if self._pruning is not None:
+                from fedlab.callbacks.pruning import describe_pruner
+
+                pruning = self._pruning
+                tags["fedlab.pruner"] = describe_pruner(pruning.pruner, pruning.pruner_args)
+                tags["fedlab.pruning_metric"] = pruning.metric
         tracker.open_parent(f"sweep {sweep_id}", sweep_id, tags)
         self._tracker = tracker
         atexit.register(self._end_if_interrupted)
@@ -277,6 +331,10 @@ class SweepTracking(Callback):
             )
             _record_best(tracker, config, children, sweep_dir / "optimization_results.yaml")
             _write_report(tracker, sweep_dir)
+            if sweeper_name(config.hydra) == "optuna" and config.hydra.sweeper.get("storage"):
+                metric = self._pruning.metric if self._pruning is not None else None
+                _study_figures(tracker, config.hydra.sweeper, sweep_dir / "report", metric)
+            _say_where_the_logs_are(children)
         except BaseException as err:
             self._end("FAILED", f"{type(err).__name__}: {err}")
             raise
@@ -291,6 +349,30 @@ class SweepTracking(Callback):
         # at exit, if on_multirun_end never ran: Ctrl-C, SIGTERM or an error ended the sweep.
         if not self._ended:
             self._end("KILLED", "the sweep ended before all its jobs had run")
+
+
+def check_pruning(config: DictConfig) -> Any:
+    """The search's pruning config (``callbacks.pruning``), checked once before the first job,
+    in one line as each job would: an unknown pruner, an argument it does not take, a metric
+    that moves against the objective. None without one. A grid sweep has no trials to prune:
+    said once, and its jobs run to the end."""
+    callbacks = config.get("callbacks") or {}
+    node = callbacks.get("pruning") if hasattr(callbacks, "get") else None
+    if node is None:
+        return None
+    from fedlab.callbacks import CALLBACKS
+    from fedlab.validation import plugin_config
+
+    pruning = plugin_config("callbacks.pruning", node, CALLBACKS, "pruning")
+    objective = config.get("objective", Objective.best_accuracy.value)
+    CALLBACKS.get("pruning").check(pruning, SimpleNamespace(objective=objective))
+    if sweeper_name(config.hydra) != "optuna":
+        print(
+            "fedlab: callbacks.pruning prunes the trials of an Optuna search "
+            "(hparams_search=...); this sweep's jobs run to the end",
+            file=sys.stderr,
+        )
+    return pruning
 
 
 def check_direction(objective: Any, direction: Any) -> None:
@@ -366,6 +448,75 @@ def _run_objective(run, objective: Objective) -> float | None:
         rounds_to_target=int(reached) if reached is not None else None,
     )
     return objective_value(objective, recorded, int(float(run.data.params.get("rounds", "0"))))
+
+
+def _say_where_the_logs_are(children: list) -> None:
+    """One line per job: its number, name, status and log file (``fedlab.logs``; the file is
+    also attached to the job's run)."""
+    jobs = sorted(children, key=lambda run: int(run.data.tags.get(JOB_TAG, "0")))
+    lines = []
+    for run in jobs:
+        tags = run.data.tags
+        status = run.info.status
+        if tags.get("fedlab.pruned_at_round"):
+            status += f", pruned at round {tags['fedlab.pruned_at_round']}"
+        where = tags.get(LOG_TAG, "no log file")
+        lines.append(f"  #{tags.get(JOB_TAG, '?')} {run.info.run_name} ({status}): {where}")
+    if lines:
+        print("fedlab: the jobs' logs:", *lines, sep="\n", file=sys.stderr)
+
+
+def _study_figures(tracker, sweeper: DictConfig, out_dir: Path, metric: str | None) -> None:
+    """Optuna's own figures of the study, drawn with matplotlib, on the parent run under
+    ``report/``: the optimization history, the trials' intermediate values (where a pruned
+    trial stops) and the parameters' importances (fANOVA; from two finished trials on). A
+    figure Optuna cannot draw from this study is left out, with a line saying why."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from fedlab.quiet import silence_sweeper_plugins
+
+    study = optuna.load_study(study_name=str(sweeper.study_name), storage=study_storage(sweeper))
+    states = [t.state for t in study.trials]
+    pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
+    complete = sum(s == optuna.trial.TrialState.COMPLETE for s in states)
+    tracker.set_tags(
+        {"fedlab.trials": str(len(states)), "fedlab.trials_pruned": str(pruned),
+         "fedlab.trials_complete": str(complete)}
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "optuna_history.png": optuna_plots.plot_optimization_history,
+        "optuna_intermediate_values.png": optuna_plots.plot_intermediate_values,
+        "optuna_importances.png": optuna_plots.plot_param_importances,
+    }
+    for name, draw in figures.items():
+        # Optuna's figures set matplotlib's style (ggplot) for the whole process: undone after.
+        with matplotlib.rc_context(), warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            silence_sweeper_plugins()
+            try:
+                ax = draw(study)
+            except (ValueError, RuntimeError) as err:  # too few finished trials, ...
+                print(f"fedlab: no {name} for this study: {err}", file=sys.stderr)
+                continue
+            if name == "optuna_intermediate_values.png":
+                ax.set_xlabel("communication round")
+                ax.set_ylabel(metric or "intermediate value")
+            figure = ax.figure
+            figure.set_size_inches(8, 5)
+            figure.savefig(out_dir / name, dpi=120, bbox_inches="tight")
+            plt.close(figure)
+        for warning in said:  # Optuna marks its matplotlib figures experimental, each call
+            if not issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
+                print(f"fedlab: {name}: {warning.message}", file=sys.stderr)
+        tracker.client.log_artifact(tracker.run_id, str(out_dir / name), artifact_path="report")
 
 
 def _write_report(tracker, sweep_dir: Path) -> None:

@@ -71,6 +71,18 @@ def compose_cfg() -> Callable[..., DictConfig]:
     return _compose
 
 
+def runtime_error(stderr: str) -> str:
+    """The one-line error of a run that failed once it had started: the last line of stderr,
+    after only the lines the run logged of what it was doing (``fedlab.logs``: a time, then the
+    step), never a traceback."""
+    import re
+
+    *said, last = stderr.strip().splitlines()
+    assert last.startswith("fedlab: error: "), stderr[-3000:]
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in said), stderr[-3000:]
+    return last
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(extra)

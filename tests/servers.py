@@ -534,3 +534,60 @@ def ray_cluster() -> Iterator[RayCluster]:
             else:
                 os.environ[key] = value
     assert not left, f"Ray left processes running: { {p: command_line(p) for p in left} }"
+
+
+# --- a tracking server that refuses some endpoints ---------------------------------------------
+
+
+@contextlib.contextmanager
+def refusing_proxy(server: Server, refused: tuple[str, ...]) -> Iterator[str]:
+    """An HTTP proxy in this process in front of ``server`` that answers 404 Not Found to the
+    ``refused`` endpoint paths, as a server of an older MLflow without them does, and passes
+    every other request through; yields its URL."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.split("?", 1)[0] in refused:
+                page = b"<!doctype html><title>404 Not Found</title><h1>Not Found</h1>"
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            request = urllib.request.Request(
+                server.url + self.path,
+                data=body if self.command != "GET" else None,
+                headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                method=self.command,
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    status, headers, payload = response.status, response.headers, response.read()
+            except urllib.error.HTTPError as err:
+                status, headers, payload = err.code, err.headers, err.read()
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(timeout=10)

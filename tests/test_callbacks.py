@@ -358,7 +358,7 @@ def test_tracking_at_the_end_logs_the_figure_and_the_model_if_asked(
         tracker, -1, tmp_path, lambda: mnist_model("logreg"), log_model=log_model
     )
     callback.on_train_end(ctx)
-    figure, model_file = tmp_path / "test_accuracy.png", tmp_path / "model.keras"
+    figure, model_file = tmp_path / "metrics.png", tmp_path / "model.keras"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tracker.artifacts == ([figure, model_file] if log_model else [figure])
     assert model_file.exists() == log_model
@@ -367,6 +367,37 @@ def test_tracking_at_the_end_logs_the_figure_and_the_model_if_asked(
         for got, want in zip(saved, setup.engine.model_weights(ctx.state), strict=True):
             np.testing.assert_array_equal(got, want)
     assert tracker.metrics == []
+
+
+def test_the_runs_figure_has_every_metric_against_rounds_and_mb() -> None:
+    from fedlab.plots import run_figure
+
+    history = {
+        "train/loss": [(1, 1.2), (2, 0.8), (3, 0.6)],
+        "eval/accuracy": [(0, 0.1), (1, 0.7), (3, 0.9)],
+        "comm/total_mb": [(1, 4.0), (2, 8.0), (3, 12.0)],
+        "time/round_s": [(1, 0.5), (2, 0.5), (3, 0.5)],  # not in the figure
+    }
+
+    def panels(fig) -> list[tuple[str, str]]:
+        return [(ax.get_ylabel(), ax.get_xlabel()) for ax in fig.axes]
+
+    fig = run_figure(history, 0.97)
+    assert [y for y, _ in panels(fig)] == ["train loss"] * 2 + ["test accuracy"] * 2
+    assert panels(fig)[-2:] == [
+        ("test accuracy", "communication rounds"),
+        ("test accuracy", "MB communicated (broadcast and uploads)"),
+    ]
+    mb_line = fig.axes[3].get_lines()[0]
+    assert list(mb_line.get_xdata()) == [0.0, 4.0, 12.0]  # round 0 is 0 MB; evaluated rounds
+    assert list(mb_line.get_ydata()) == [0.1, 0.7, 0.9]
+    # Personalized accuracy and the privacy spent, where the run logged them.
+    more = {**history, "eval/personalized_accuracy": [(1, 0.8)], "privacy/epsilon": [(1, 2.0)]}
+    labels = [y for y, _ in panels(run_figure(more, 0.97))][::2]
+    assert labels == ["train loss", "test accuracy", "personalized accuracy", "ε spent (privacy)"]
+    # Without communication counted: against rounds only.
+    alone = {k: v for k, v in history.items() if k != "comm/total_mb"}
+    assert len(run_figure(alone, 0.97).axes) == 2
 
 
 # -- checkpoint ---------------------------------------------------------------------------
@@ -490,6 +521,63 @@ def test_progress_bar_disabled_writes_nothing(setup, capsys) -> None:
     callback.close()
     assert callback.bar.disable
     assert capsys.readouterr().err == ""
+
+
+def _progress_lines(setup, caplog, rounds: int, **every) -> list[str]:
+    """The lines a progress callback without a bar logs over ``rounds`` rounds."""
+    ctx = _ctx(setup, Progress(history={0: 0.1}))
+    callback = ProgressCallback("FedAvg iid", total=rounds, enabled=False, **every)
+    with caplog.at_level("INFO", logger="fedlab.callbacks.progress"):
+        callback.on_train_begin(ctx)
+        for round_num in range(1, rounds + 1):
+            record = _record(setup, ctx, round_num)
+            history = {**record.progress.history, round_num: 0.5}
+            record.progress = dataclasses.replace(record.progress, history=history)
+            _commit(ctx, record)
+            callback.after_round(ctx, record)
+        callback.close()
+    return [r.getMessage() for r in caplog.records if r.name == "fedlab.callbacks.progress"]
+
+
+def test_progress_without_a_terminal_logs_the_first_every_nth_and_last_round(setup, caplog) -> None:
+    lines = _progress_lines(setup, caplog, rounds=7, log_every_s=None, log_every_rounds=3)
+    assert lines[0] == "training rounds 1 to 7 (10 clients a round) ..."
+    rounds = [line.split(":")[0] for line in lines[1:]]
+    assert rounds == ["round 1/7", "round 4/7", "round 7/7"]  # the first, every 3rd, the last
+    loss = f"{setup.output.train_loss:.4f}"
+    assert lines[1].startswith(f"round 1/7: train loss {loss}, test accuracy 0.5000 (round 1); ")
+    assert "left" in lines[1] and "left" not in lines[-1]
+
+
+def test_progress_without_a_terminal_logs_by_time(setup, caplog) -> None:
+    every_round = _progress_lines(setup, caplog, rounds=3, log_every_s=0.0)
+    assert [line.split(":")[0] for line in every_round[1:]] == [
+        "round 1/3",
+        "round 2/3",
+        "round 3/3",
+    ]
+    caplog.clear()
+    # An hour between lines: only the first round and the last.
+    hourly = _progress_lines(setup, caplog, rounds=3, log_every_s=3600.0)
+    assert [line.split(":")[0] for line in hourly[1:]] == ["round 1/3", "round 3/3"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("callbacks.progress.log_every_s=-1", "callbacks.progress.log_every_s=-1.0 is invalid"),
+        (
+            "callbacks.progress.log_every_rounds=0",
+            "callbacks.progress.log_every_rounds=0 is invalid",
+        ),
+    ],
+)
+def test_progress_intervals_are_checked(override: str, message: str) -> None:
+    from fedlab.errors import ConfigError
+    from tests.conftest import checked
+
+    with pytest.raises(ConfigError, match=message):
+        checked(override)
 
 
 def test_progress_close_before_begin() -> None:

@@ -74,8 +74,34 @@ def test_short_run_is_tracked_in_mlflow(tmp_path: Path) -> None:
     assert [m.value for m in rounds_to_target] == [reached]
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "test_accuracy.png", "model.keras"} <= artifacts
+    assert {"config.yaml", "metrics.png", "model.keras", "__main__.log"} <= artifacts
     assert "final test accuracy" in result.stdout and run.info.run_id in result.stdout
+    assert result.stdout.strip().count("\n") == 0  # stdout: the summary alone
+
+    # What the run said (fedlab/logs.py): all of it in Hydra's job log, named on the run ...
+    (log_file,) = tmp_path.glob("outputs/*/*/__main__.log")
+    assert tags["fedlab.log_file"] == str(log_file.resolve())
+    text = log_file.read_text()
+    for line in (
+        "FedAvg on mnist, model 2nn, partition iid over K=100 clients, C=0.05 (5 a round)",
+        "importing TensorFlow: done in",
+        "loading mnist and partitioning it (iid): done in",
+        "data: mnist: 60,000 training examples over 100 clients, 10,000 test examples; source: ",
+        "engine=tff ready in",
+        "evaluating the initial model ...",
+        "round 0: test accuracy",
+        "round 1: test accuracy",
+        "round 3: test accuracy",
+        f"tracking: MLflow run {run.info.run_id}",
+        "After 3 rounds: final test accuracy",
+    ):
+        assert line in text, (line, text)
+    # ... and, without a terminal, on stderr the same less each evaluation and the summary,
+    # with progress lines instead of a bar.
+    assert "round 0: test accuracy" in result.stderr  # the first evaluation takes a while
+    assert "round 2: test accuracy" not in result.stderr
+    assert "round 1/3: train loss" in result.stderr and "round 3/3: train loss" in result.stderr
+    assert "After 3 rounds" not in result.stderr and "%|" not in result.stderr
 
 
 @pytest.mark.slow
@@ -115,7 +141,9 @@ def test_divergence_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     result = run_cli(*QUICK, "rounds=5", "client_optimizer.lr=1e30", cwd=tmp_path)
     assert result.returncode == 2
     assert "diverged" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    # The run's log lines, then the error in one line, and nothing after it.
+    assert result.stderr.strip().splitlines()[-1].startswith("fedlab: error: training diverged")
+    assert result.stderr.count("diverged") == 1
     assert not worker_pids(cwd=tmp_path)
     _, run = only_run(tmp_path)
     assert run.info.status == "FAILED"
@@ -163,36 +191,57 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path: Path, compose_cfg) ->
     assert first[("eval/accuracy", 2)] != other[("eval/accuracy", 2)]
 
 
-def test_a_large_E_starts_its_progress_bar_before_its_first_round(tmp_path: Path) -> None:
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "no terminal"])
+def test_a_large_E_says_so_before_its_first_round(tmp_path: Path, terminal: bool) -> None:
     """E=2000 with the 2NN fits (10 clients x 2000 epochs x 600 examples a round) and takes
-    minutes a round: the bar must show before the first round's work, not after it."""
+    minutes a round: before the first round's work, a terminal shows the progress bar, and a
+    log without one (nohup, SLURM) the line that the rounds start."""
+    import fcntl
+    import pty
     import selectors
+    import struct
     import subprocess
     import sys
+    import termios
 
     from tests.conftest import cli_env
 
+    if terminal:
+        reader, writer = pty.openpty()  # stderr is a terminal: the bar is drawn there
+        # 24 rows of 120 columns, as a terminal window has (a new pty has 0 columns).
+        fcntl.ioctl(writer, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    else:
+        reader, writer = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedlab", "E=2000", "model=2nn", "rounds=1", "tracking=none"],
         cwd=tmp_path,
-        env=cli_env(FEDLAB_PROGRESS="1"),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=writer,
         start_new_session=True,
     )
+    os.close(writer)
+    want = b"0/1 [" if terminal else b"training rounds 1 to 1 (10 clients a round) ..."
     seen = b""
     try:
         with selectors.DefaultSelector() as selector:
-            selector.register(proc.stderr, selectors.EVENT_READ)
+            selector.register(reader, selectors.EVENT_READ)
             deadline = time.monotonic() + 120
-            while b"0/1 [" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            while want not in seen and time.monotonic() < deadline and proc.poll() is None:
                 if selector.select(timeout=1):
-                    seen += os.read(proc.stderr.fileno(), 65536)
+                    try:
+                        seen += os.read(reader, 65536)
+                    except OSError:  # the terminal closed: the process ended
+                        break
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-        proc.stderr.close()
-    assert b"FedAdam iid:   0%" in seen and b"0/1 [" in seen, seen[-2000:]
+        os.close(reader)
+    assert want in seen, seen[-2000:]
+    if terminal:
+        assert b"FedAdam iid:   0%" in seen, seen[-2000:]
+    else:
+        assert b"round 0: test accuracy" in seen and b"%|" not in seen, seen[-2000:]
 
 
 @pytest.mark.slow
@@ -208,7 +257,7 @@ def test_sigterm_ends_a_fast_run_at_once_even_mid_round(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedlab", "model=2nn", "C=0.0", "E=3000", "rounds=2",
          "client_optimizer=sgd", "server_optimizer=sgd", "tracking.log_model=false"],
-        cwd=tmp_path, env=cli_env(FEDLAB_PROGRESS="1"), stdout=subprocess.PIPE,
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     # Round 1 starts right after round 0's evaluation is in MLflow (the store exists by then).

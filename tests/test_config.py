@@ -95,10 +95,17 @@ def test_help_shows_only_the_chosen_options_keys(tmp_path: Path) -> None:
 
 
 def test_the_callbacks_group_lists_every_registered_callback() -> None:
+    """Every registered callback runs by default, or is added by the presets it belongs to
+    (pruning: an Optuna search's, conf/hparams_search/)."""
     from fedlab.callbacks import CALLBACKS
 
     cfg = checked()
-    assert set(cfg.callbacks) == set(CALLBACKS.names())
+    searches = sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml"))
+    added = {n for s in searches for n in checked(f"hparams_search={s}").callbacks} - set(
+        cfg.callbacks
+    )
+    assert added == {"pruning"}
+    assert set(cfg.callbacks) | added == set(CALLBACKS.names())
     for name, chosen in cfg.callbacks.items():
         assert chosen.name == name and chosen._target_ is None
     assert "progress" not in checked("~callbacks.progress").callbacks
@@ -379,7 +386,8 @@ def test_cli_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
     assert printed.model.name == "cnn"
 
 
-# Bad input found only when the run starts: still one line, exit 2, and no run left RUNNING.
+# Bad input found only when the run starts: still one line (after the lines the run logged of
+# what it was doing), exit 2, and no run left RUNNING.
 RUNTIME_BAD = [
     (["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9 is unreachable"),
     (["hydra.run.dir=/etc/hostname/out"], "cannot use /etc/hostname/out: Not a directory"),
@@ -400,9 +408,10 @@ def test_cli_rejects_bad_runtime_input_in_one_line(tmp_path: Path, args, expecte
 
     result = run_cli(*args, "model=logreg", "rounds=1", cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedlab: error: "), result.stderr[-2000:]
-    assert expected in lines[0]
+    *said, last = result.stderr.strip().splitlines()
+    assert last.startswith("fedlab: error: ") and expected in last, result.stderr[-2000:]
+    # Before it, only what the run said it was doing (fedlab/logs.py): no traceback.
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in said), result.stderr[-2000:]
     db = tmp_path / "mlflow.db"
     if db.exists():
         with sqlite3.connect(db) as conn:
@@ -440,10 +449,12 @@ def test_hardware_gpu_runs_or_is_refused_as_the_machine_has_a_gpu(tmp_path: Path
         assert result.stdout.startswith("After 1 rounds: final test accuracy "), result.stdout
         return
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines() == [
+    *said, last = result.stderr.strip().splitlines()
+    assert last == (
         "fedlab: error: hardware=gpu, but TensorFlow sees no GPU on this machine; "
         "allowed here: hardware=cpu"
-    ], result.stderr[-2000:]
+    ), result.stderr[-2000:]
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in said), result.stderr[-2000:]
     db = tmp_path / "mlflow.db"
     if db.exists():
         with sqlite3.connect(db) as conn:

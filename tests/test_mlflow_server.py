@@ -27,6 +27,7 @@ from tests.servers import (
     free_port,
     get,
     post,
+    refusing_proxy,
     start_mlflow_server,
     stop_group,
     tags,
@@ -164,7 +165,7 @@ def test_a_run_tracked_by_the_server_prints_only_its_progress_and_summary(
     mlflow_server: Server, tmp_path: Path
 ) -> None:
     """MLflow prints "🏃 View run ... at" and "🧪 View experiment at" lines when a run on a
-    server ends; fedlab's output is its progress bar, its summary and its errors."""
+    server ends; fedlab's output is its log lines (or progress bar), summary and errors."""
     quick = [o for o in QUICK if not o.startswith("engine=")]
     result = run_cli(
         *quick,
@@ -173,16 +174,16 @@ def test_a_run_tracked_by_the_server_prints_only_its_progress_and_summary(
         f"tracking.uri={mlflow_server.url}",
         "tracking.experiment=output",  # the sweep's tests expect experiment 'fedlab' to be theirs
         cwd=tmp_path,
-        FEDLAB_PROGRESS="1",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines() == [result.stdout.strip()], result.stdout
     assert result.stdout.startswith("After 2 rounds: final test accuracy "), result.stdout
     assert f"in experiment 'output' at {mlflow_server.url}." in result.stdout
-    frames = [f.strip() for f in re.split(r"[\r\n]", result.stderr) if f.strip()]
-    assert frames, "no progress bar"
-    bar = re.compile(r"^FedAvg iid: +\d+%\|.*\| [0-2]/2 \[")
-    assert all(bar.match(f) for f in frames), [f for f in frames if not bar.match(f)]
+    # Without a terminal, stderr is fedlab's log lines (fedlab/logs.py), each with its time.
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert any("round 2/2: train loss" in line for line in lines), lines
+    logged = re.compile(r"^\d\d:\d\d:\d\d ")
+    assert all(logged.match(line) for line in lines), [x for x in lines if not logged.match(x)]
 
 
 def test_a_sweep_tracked_by_the_server_prints_no_mlflow_lines(sweep: Sweep) -> None:
@@ -297,3 +298,35 @@ def test_the_mlflow_ui_lists_the_sweep_and_its_runs(
     )
     assert png_size(screenshot) == (1600, 900)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_a_server_that_refuses_dataset_inputs_gets_them_as_tags(
+    mlflow_server: Server, tmp_path: Path, caplog
+) -> None:
+    """A server older than MLflow 2.4 has no runs/log-inputs endpoint: the run goes on, warns
+    once, and records the same facts as tags; nothing else is lost."""
+    from fedlab.experiment import run
+    from fedlab.tracking.mlflow import MlflowTracker
+    from tests.conftest import checked
+
+    cfg = checked(
+        "model=2nn", "client_optimizer=sgd", "server_optimizer=sgd", "C=0.05", "B=50",
+        "rounds=1", "tracking.log_model=false", "tracking.experiment=older",
+    )  # fmt: skip
+    with refusing_proxy(mlflow_server, ("/api/2.0/mlflow/runs/log-inputs",)) as url:
+        tracker = MlflowTracker(url, "older")
+        with caplog.at_level("WARNING", logger="fedlab"):
+            result = run(cfg, output_dir=tmp_path, tracker=tracker,
+                         checkpoint_dir=tmp_path / "checkpoints", progress=False)  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "run inputs" in r.getMessage()]
+    assert len(warned) == 1 and "404" in warned[0], warned
+    recorded = get(mlflow_server, "/api/2.0/mlflow/runs/get", run_id=tracker.run_id)["run"]
+    assert recorded["info"]["status"] == "FINISHED"
+    assert recorded.get("inputs", {}).get("dataset_inputs", []) == []
+    run_tags = tags(recorded)
+    assert run_tags["fedlab.dataset.training.name"] == "mnist"
+    assert len(run_tags["fedlab.dataset.training.digest"]) == 16
+    assert run_tags["fedlab.dataset.training.partition"] == "iid"
+    assert run_tags["fedlab.dataset.evaluation.examples"] == "10000"
+    metrics = {m["key"] for m in recorded["data"]["metrics"]}
+    assert {"eval/accuracy", "train/loss"} <= metrics and result.rounds == 1

@@ -525,3 +525,39 @@ def test_runs_under_attack_get_the_defence_by_attack_table(tmp_path: Path) -> No
     assert "| mean | 0.800 ± 0.000 |" in text and "| krum | 0.150 ± 0.071 |" in text
     assert "(1/2 diverged)" in text  # the main table says it too
     assert_png(out / "byzantine.png")
+
+
+def test_an_optuna_search_is_reported_with_short_labels_beside_the_axes(tmp_path: Path) -> None:
+    """An Optuna search has a configuration per trial, named by 17-digit learning rates: the
+    report shortens them (as long as that keeps them apart), draws the legend beside the axes,
+    not over the curves, and marks the trials a pruner stopped."""
+    from fedlab.report.plotting import figure
+
+    rates = [0.0006595565870973196 * 1.7**i for i in range(12)]
+    runs = []
+    for i, rate in enumerate(rates):
+        run = series(f"t{i}", **{"client_optimizer.lr": repr(rate)})
+        run.pruned_at = 1 if i % 3 else None
+        runs.append(run)
+    configs = group(runs, ["client_optimizer.lr"])
+    assert configs[0].label == "client_optimizer.lr=0.00066"
+    assert len({c.label for c in configs}) == 12
+    assert [c.rounds for c in configs[:3]] == ["1", "1 (pruned)", "1 (pruned)"]
+
+    fig = figure(configs)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend()
+    assert legend.get_window_extent().x0 > ax.get_window_extent().x1  # beside, not over
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "pruned (Optuna)" in labels and max(map(len, labels)) < 40
+    # Few short labels stay inside, where the plot has room.
+    fig = figure(group(runs[:2], ["client_optimizer.lr"]))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    inside = ax.get_legend().get_window_extent()
+    assert inside.x1 <= ax.get_window_extent().x1
+
+    # Values that 3 significant digits would merge are written in full.
+    close = [series("a", C="0.12344"), series("b", C="0.12341")]
+    assert [c.label for c in group(close, ["C"])] == ["C=0.12344", "C=0.12341"]

@@ -191,7 +191,10 @@ def _checkpoint_files(cwd) -> dict[str, list[np.ndarray]]:
     found = {}
     for file in [path, *sorted(path.with_name(path.stem + ".clients").glob("*.npz"))]:
         with np.load(file) as npz:
-            found[file.name] = [npz[k] for k in sorted(npz.files) if k != "meta"]
+            # The run's own file is named by its key and its tracking store; two runs made in
+            # two directories log to two stores, so the file is compared as "run.npz".
+            name = "run.npz" if file == path else file.name
+            found[name] = [npz[k] for k in sorted(npz.files) if k != "meta"]
     return found
 
 

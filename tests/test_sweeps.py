@@ -138,6 +138,37 @@ def test_every_preset_composes_with_its_grid(preset: str, compose_cfg) -> None:
     assert len(list(itertools.product(*choices))) == PRESET_GRID_SIZES[preset]
 
 
+def test_the_optuna_plugins_deprecation_warnings_are_silenced() -> None:
+    """hydra-optuna-sweeper 1.3 makes Optuna's pre-3.0 distributions, and Optuna 5 warns at
+    each (two lines a trial); fedlab's entry point silences exactly those."""
+    import warnings
+
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    from fedlab.quiet import silence_sweeper_plugins
+
+    search = ["a=tag(log, interval(1e-3, 1))", "b=range(1,3)", "c=interval(0, 1)"]
+
+    def make_and_read_back() -> None:
+        # The driver makes them; each job reads them back from the study's storage.
+        made, _ = create_params_from_overrides(search)
+        for distribution in made.values():
+            optuna.distributions.json_to_distribution(
+                optuna.distributions.distribution_to_json(distribution)
+            )
+
+    with warnings.catch_warnings(record=True) as before:
+        warnings.simplefilter("always")
+        make_and_read_back()
+    assert any("LogUniformDistribution has been deprecated" in str(w.message) for w in before)
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        silence_sweeper_plugins()
+        make_and_read_back()
+        warnings.warn("another FutureWarning", FutureWarning, stacklevel=1)  # still shown
+    assert [str(w.message) for w in after] == ["another FutureWarning"]
+
+
 def test_optuna_searches_compose_with_a_persistent_study(compose_cfg) -> None:
     for search in ("lr", "rounds_to_target"):
         cfg = compose_cfg(f"hparams_search={search}", hydra=True)
@@ -182,6 +213,14 @@ def test_a_grid_is_one_parent_run_with_its_jobs_nested(tmp_path: Path) -> None:
         assert job.data.tags[sweep.SWEEP_TAG] == sweep_id
         steps = [m.step for m in client.get_metric_history(job.info.run_id, "eval/accuracy")]
         assert sorted(steps) == [0, 1, 2]
+        # Each job logs to a file of its own (fedlab/logs.py), named on its run and attached
+        # to it, and the sweep says where each is.
+        log_file = Path(job.data.tags[sweep.LOG_TAG])
+        assert log_file.name == "__main__.log" and log_file.parent.name == str(num)
+        assert "round 2: test accuracy" in log_file.read_text()
+        assert f"#{num} {job.info.run_name} (FINISHED): {log_file}" in result.stderr
+        artifacts = {a.path for a in client.list_artifacts(job.info.run_id)}
+        assert "__main__.log" in artifacts
     # The best job by the objective (best test accuracy) is named on the parent.
     best = max(jobs, key=lambda j: j.data.metrics["eval/best_accuracy"])
     assert parent.data.tags["best.run_id"] == best.info.run_id
@@ -193,6 +232,7 @@ def test_an_optuna_search_persists_and_a_second_invocation_continues_it(tmp_path
     search = ["hparams_search=lr", "hydra.sweeper.n_trials=3", "seed=3"]
     first = run_cli("-m", *TINY, *search, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "deprecated" not in first.stderr + first.stdout  # the plug-in's FutureWarnings
     name = "fedlab-lr-iid-2nn-sgd-sgd"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
@@ -330,3 +370,25 @@ def test_the_cluster_presets_compose(compose_cfg) -> None:
     journal = compose_cfg("hparams_search=lr", "+hydra/sweeper/storage=journal", hydra=True)
     assert journal.hydra.sweeper.storage._target_ == "optuna.storages.JournalStorage"
     assert sweep.storage_label(journal.hydra.sweeper.storage) == "JournalStorage(optuna.journal)"
+
+
+@pytest.mark.slow
+def test_a_sweep_into_a_new_store_runs_a_config_another_store_has_finished(
+    tmp_path: Path,
+) -> None:
+    """Issue 23 as a new user met it: a single run tracked in one store left its checkpoint in
+    ./checkpoints; a grid sweep into a new store then answered "nothing left to run" for that
+    configuration, logged nothing for it, and reported 1 run in 1 configuration."""
+    single = run_cli(*TINY, "partition=iid", "tracking.uri=sqlite:///other.db", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    result = run_cli("-m", *TINY, "partition=iid,shards", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nothing left to run" not in result.stderr + result.stdout
+    client, parent, jobs = _parent_and_children(tmp_path)
+    assert [j.data.params["partition.name"] for j in jobs] == ["iid", "shards"]
+    assert all(j.info.status == "FINISHED" and "eval/accuracy" in j.data.metrics for j in jobs)
+    assert "2 runs in 2 configurations" in result.stdout
+    # The other store keeps its own run, untouched.
+    other = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'other.db'}")
+    experiment = other.get_experiment_by_name("fedlab").experiment_id
+    assert len(other.search_runs([experiment])) == 1

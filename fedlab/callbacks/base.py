@@ -55,6 +55,7 @@ class RunSetup:
     logged_up_to: int
     progress: bool  # whether to show the progress bar
     description: str  # the run's recipe and partition, for the progress bar
+    trial: Any = None  # its Optuna trial in a search (fedlab.callbacks.pruning.TrialLink)
 
 
 class Callback(Plugin):

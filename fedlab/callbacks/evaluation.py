@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from fedlab.callbacks.base import CALLBACKS, Callback
+from fedlab.logs import FILE_ONLY
+
+log = logging.getLogger(__name__)
 
 
 def _evaluate(evaluate, weights) -> tuple[float, float, dict[str, float]]:
@@ -67,7 +71,14 @@ class EvaluationCallback(Callback):
 
     def on_train_begin(self, ctx) -> None:
         if ctx.progress.round == 0 and 0 not in ctx.progress.history:
+            log.info("evaluating the initial model ...")
             loss, accuracy, extra = _evaluate(self.evaluate, ctx.engine.model_weights(ctx.state))
+            log.info(
+                "round 0: test accuracy %.4f, loss %.4f (evaluated in %.1f s)",
+                accuracy,
+                loss,
+                extra["time/eval_s"],
+            )
             ctx.progress = dataclasses.replace(ctx.progress, history={0: accuracy})
             ctx.tracker.log_metrics(
                 {
@@ -98,6 +109,14 @@ class EvaluationCallback(Callback):
         self.evaluated_round = record.round
         history = {**record.progress.history, record.round: accuracy}
         record.progress = dataclasses.replace(record.progress, history=history)
+        log.info(
+            "round %d: test accuracy %.4f, loss %.4f; train loss %.4f",
+            record.round,
+            accuracy,
+            loss,
+            record.output.train_loss,
+            extra=FILE_ONLY,  # the console has the bar, or the progress lines
+        )
         record.metrics.update(
             {
                 "eval/loss": loss,

@@ -1,4 +1,5 @@
-"""The round's metrics to the tracker, and the run's figure and final model at the end."""
+"""The round's metrics to the tracker, and the run's figure (every metric against rounds and
+MB, ``fedlab.plots``) and final model at the end."""
 
 from __future__ import annotations
 
@@ -25,6 +26,21 @@ class TrackingCallback(Callback):
         self.output_dir = output_dir
         self.make_model = make_model
         self.log_model = log_model
+        self.seen: dict[int, dict[str, float]] = {}  # this process's rounds, for the figure
+
+    def _history(self, ctx) -> dict[str, list[tuple[int, float]]]:
+        """Every metric of the whole run, by round: what the store holds (earlier invocations
+        of a resumed run) with what this process logged (``fedlab.experiment.MetricLog``); a
+        tracker that keeps nothing gives this process's rounds and the test accuracy."""
+        history = getattr(self.tracker, "history", None)
+        if callable(history):
+            return history(self.tracker.run_id)
+        series: dict[str, dict[int, float]] = {}
+        for round_num, metrics in self.seen.items():
+            for key, value in metrics.items():
+                series.setdefault(key, {})[round_num] = value
+        series["eval/accuracy"] = dict(ctx.progress.history)
+        return {key: sorted(points.items()) for key, points in series.items()}
 
     @classmethod
     def create(cls, cfg, run) -> TrackingCallback:
@@ -37,17 +53,15 @@ class TrackingCallback(Callback):
         )
 
     def measure(self, ctx, record) -> None:
+        self.seen.setdefault(record.round, {}).update(record.metrics)
         if record.round > self.logged_up_to:
             self.tracker.log_metrics(record.metrics, step=record.round)
 
     def on_train_end(self, ctx) -> None:
-        from fedlab.plots import plot_accuracy
+        from fedlab.plots import FIGURE, plot_run
 
-        history = ctx.progress.history
-        plot = plot_accuracy(
-            history, ctx.cfg.target_accuracy, self.output_dir / "test_accuracy.png"
-        )
-        self.tracker.log_artifact(plot)
+        figure = plot_run(self._history(ctx), ctx.cfg.target_accuracy, self.output_dir / FIGURE)
+        self.tracker.log_artifact(figure)
         if self.log_model:
             model = self.make_model()
             model.set_weights(ctx.engine.model_weights(ctx.state))

@@ -91,6 +91,7 @@ class TrainingContext:
     algorithm: Any
     model_bytes: int  # one copy of the model's weights, as float32
     stop: bool = False  # a callback sets it to end the run after this round
+    stop_reason: str | None = None  # and, if it likes, says why (the run's summary shows it)
 
 
 @dataclass

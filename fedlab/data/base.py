@@ -9,6 +9,7 @@ module. Clients are index arrays into one training array, never copies.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -95,6 +96,7 @@ class FederatedDataset:
     dealt_positions: list[np.ndarray] | None = None
     own_test_clients: bool = False
     holdout_clients: list[np.ndarray] | None = None
+    source: str = ""  # where the examples were loaded from, in words (the loader's ``source``)
 
     @property
     def num_clients(self) -> int:
@@ -110,3 +112,26 @@ class FederatedDataset:
     def client_data(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.clients[client_id]
         return self.x_train[idx], self.y_train[idx]
+
+    def digest(self) -> str:
+        """A hash of the training examples and of each client's share of them: what was loaded
+        and how it was partitioned (the run's dataset input in MLflow; what a Ray actor must
+        hold exactly as the server does, ``fedlab.backends.fast.placement``)."""
+        return _digest(self.x_train, self.y_train, *self.clients)
+
+    def test_digest(self) -> str:
+        """A hash of the test examples (and of each test client's share, where there are)."""
+        return _digest(self.x_test, self.y_test, *(self.test_clients or ()))
+
+
+def _digest(*arrays: Any) -> str:
+    """SHA-256 (16 hex digits) of each array's dtype, shape and bytes. Examples kept as codes
+    (``fedlab.data.coded.CodedExamples``) are hashed as their codes and table, not decoded."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        parts = (array.codes, array.table) if hasattr(array, "codes") else (array,)
+        for part in parts:
+            part = np.ascontiguousarray(part)
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(memoryview(part).cast("B"))
+    return digest.hexdigest()[:16]

@@ -68,6 +68,7 @@ def federate(run: Any) -> FederatedDataset:
         ),
         own_test_clients=own,
         holdout_clients=held_out,
+        source=str(getattr(arrays, "source", "")),
     )
 
 

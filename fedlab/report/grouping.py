@@ -78,7 +78,11 @@ class Configuration:
     @property
     def rounds(self) -> str:
         finals = sorted({r.final_round for r in self.runs})
-        return str(finals[0]) if len(finals) == 1 else f"{finals[0]}–{finals[-1]}"
+        text = str(finals[0]) if len(finals) == 1 else f"{finals[0]}–{finals[-1]}"
+        pruned = sum(r.pruned_at is not None for r in self.runs)
+        if pruned:
+            text += " (pruned)" if pruned == len(self.runs) else f" ({pruned} pruned)"
+        return text
 
     def final_accuracy(self) -> Stat:
         return Stat([r.final_accuracy for r in self.runs])
@@ -136,11 +140,24 @@ def _param_key(swept: str, params: dict[str, str]) -> str | None:
     return None
 
 
-def _display(key: str, value: str) -> tuple[str, str]:
+def _display(key: str, value: str, short: bool = False) -> tuple[str, str]:
     name = key.removesuffix(".name")
     if key == "B" and value in ("null", "None"):
         value = "∞"  # the paper's B=∞: the full local dataset
+    elif short:
+        value = _short_number(value)
     return name, value
+
+
+def _short_number(value: str) -> str:
+    """``0.0006595565870973196`` → ``0.00066``: a number with more than 3 significant digits
+    (an Optuna trial's value) to 3; other text, and shorter numbers, as written."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    short = f"{number:.3g}"
+    return value if float(short) == number else short
 
 
 def group(series: Sequence[RunSeries], swept_keys: Sequence[str] = ()) -> list[Configuration]:
@@ -176,9 +193,16 @@ def group(series: Sequence[RunSeries], swept_keys: Sequence[str] = ()) -> list[C
         names += [k for k in _ordered(varying) if k not in names]  # swept keys do not tell apart
     if not names:
         names = [k for k in DESCRIBE if k in all_keys]
+    # Long numbers (an Optuna search's learning rates) shortened, unless that merges two.
+    short = True
+    labels = [
+        tuple(_display(k, r[0].params.get(k, ""), True) for k in names) for r in groups.values()
+    ]
+    if len(set(labels)) < len(labels):
+        short = False
     configurations = []
     for runs in groups.values():
-        items = [_display(k, runs[0].params.get(k, "")) for k in names]
+        items = [_display(k, runs[0].params.get(k, ""), short) for k in names]
         configurations.append(Configuration(items, runs, paper.lookup(runs[0].params)))
     return configurations
 

@@ -22,9 +22,22 @@ BAND = "min–max over seeds"
 
 
 def plot(configurations: Sequence[Configuration], path: Path) -> Path:
+    """``figure`` of the configurations, written to ``path`` (PNG)."""
+    fig = figure(configurations)
+    # A legend beside the axes is left out of the layout (the axes keep their size); the saved
+    # figure grows to hold it.
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    extra = [*fig.get_default_bbox_extra_artists(), *legends]
+    fig.savefig(path, bbox_inches="tight", bbox_extra_artists=extra)
+    plt.close(fig)
+    return path
+
+
+def figure(configurations: Sequence[Configuration]):
     """Figure 2 of McMahan et al. 2017: test accuracy against rounds, one line per configuration
     (mean over seeds, min–max band), the target dashed, the y axis zoomed near the top. With
-    several partitions, one panel each (IID beside non-IID, as in the paper)."""
+    several partitions, one panel each (IID beside non-IID, as in the paper). Where an Optuna
+    search's pruner stopped a run, its curve ends in a cross."""
     partitions = list(dict.fromkeys(c.params.get("partition.name", "") for c in configurations))
     panels = partitions if len(partitions) > 1 else [None]
     fig, axes = plt.subplots(
@@ -32,6 +45,7 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(axes[0], panels, strict=True):
+        pruned = False
         # Each panel zoomed on its own curves: non-IID ones sit far below IID ones.
         finals, highs, targets = [], [], set()
         for index, config in enumerate(configurations):
@@ -46,6 +60,11 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
             ax.plot(rounds, mean, color=color, marker=marker, linewidth=1.5, label=label)
             if len(config.runs) > 1:
                 ax.fill_between(rounds, low, high, color=color, alpha=0.2, linewidth=0)
+            for run in config.runs:  # where an Optuna search's pruner stopped a run
+                if run.pruned_at is not None and run.pruned_at in run.accuracy:
+                    ax.plot([run.pruned_at], [run.accuracy[run.pruned_at]], marker="x",
+                            color=color, markersize=8, linestyle="none")  # fmt: skip
+                    pruned = True
             finals.append(min(mean[len(mean) // 2 :]))  # the second half of the curve
             highs.append(max(high))
             if not math.isnan(config.target):
@@ -61,12 +80,35 @@ def plot(configurations: Sequence[Configuration], path: Path) -> Path:
         if panel is not None:
             ax.set_title(f"partition={panel}")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+        if pruned:
+            ax.plot([], [], marker="x", color="grey", linestyle="none", label="pruned (Optuna)")
+        _legend(ax)
     fig.suptitle(f"Test accuracy: mean over seeds, band = {BAND}", fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
+
+
+# More entries than this, or any this long, and the legend moves beside the axes, where it
+# covers no curve (an Optuna search has a configuration per trial).
+LEGEND_INSIDE_MAX = 6
+LEGEND_INSIDE_CHARS = 40
+LEGEND_ROWS = 24  # a column of the legend beside the axes holds this many
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if len(labels) <= LEGEND_INSIDE_MAX and max(map(len, labels), default=0) <= LEGEND_INSIDE_CHARS:
+        ax.legend(loc="best", fontsize="small")
+        return
+    legend = ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        fontsize="small",
+        ncol=math.ceil(len(labels) / LEGEND_ROWS),
+    )
+    # Laid out without it (the axes keep their size); savefig's tight box takes it in.
+    legend.set_in_layout(False)
 
 
 def _zoom(

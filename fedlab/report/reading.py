@@ -31,6 +31,7 @@ DIVERGED = "fedlab.diverged"  # fedlab.experiment.DIVERGED_TAG: diverged under a
 PERSONALIZED_MEAN = "eval/personalized_accuracy_mean"  # logged by personalized evaluation only
 # fedlab.callbacks.personalized.PERSONALIZED_ACCURACY
 PERSONALIZED_ACCURACY = "personalized_accuracy.json"
+PRUNED_AT_TAG = "fedlab.pruned_at_round"  # fedlab.callbacks.pruning.PRUNED_AT_TAG
 
 
 @dataclass
@@ -54,6 +55,7 @@ class RunSeries:
     # client's accuracy with its own model (``personalized``) and the global one (``global``)
     # on its own test data, and both pooled (``pooled``); empty without one.
     personalized: dict[str, Any] = field(default_factory=dict)
+    pruned_at: int | None = None  # the round an Optuna search's pruner stopped it at
 
     @property
     def seed(self) -> str:
@@ -96,6 +98,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
             left_out.append(f"{name} ({run.info.run_id}): no test accuracy logged")
             continue
         reached = run.data.metrics.get(ROUNDS_TO_TARGET)
+        pruned_at = run.data.tags.get(PRUNED_AT_TAG)
         series.append(
             RunSeries(
                 run_id=run.info.run_id,
@@ -121,6 +124,7 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
                     if PERSONALIZED_MEAN in run.data.metrics
                     else {}
                 ),
+                pruned_at=int(pruned_at) if pruned_at else None,
             )
         )
     return series, left_out

@@ -10,9 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedlab.config import TrackingBackend, TrackingConfig, flatten
-from fedlab.tracking.base import NullTracker, Tracker
+from fedlab.tracking.base import DatasetRecord, NullTracker, Tracker
 
-__all__ = ["NullTracker", "Tracker", "create_tracker", "default_tracking_uri", "flatten"]
+__all__ = [
+    "DatasetRecord",
+    "NullTracker",
+    "Tracker",
+    "create_tracker",
+    "default_tracking_uri",
+    "flatten",
+]
 
 
 def create_tracker(cfg: TrackingConfig, default_uri: str) -> Tracker:
@@ -21,7 +28,9 @@ def create_tracker(cfg: TrackingConfig, default_uri: str) -> Tracker:
         return NullTracker()
     from fedlab.tracking.mlflow import MlflowTracker
 
-    return MlflowTracker(uri=cfg.uri or default_uri, experiment=cfg.experiment)
+    return MlflowTracker(
+        uri=cfg.uri or default_uri, experiment=cfg.experiment, system_metrics=cfg.system_metrics
+    )
 
 
 def default_tracking_uri(cwd: str | Path) -> str:

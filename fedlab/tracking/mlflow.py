@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import logging
 import os
 import shutil
 import socket
@@ -26,11 +28,16 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 import mlflow  # noqa: E402
+from mlflow.entities import Dataset, DatasetInput, InputTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT  # noqa: E402
 
 from fedlab.credentials import redact  # noqa: E402
 from fedlab.errors import UserError  # noqa: E402
-from fedlab.tracking.base import Tracker  # noqa: E402
+from fedlab.tracking.base import DatasetRecord, Tracker  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 _MAX_TAG_CHARS = 5000
 _TEXT_ARTIFACTS = {".yaml", ".yml", ".json", ".md", ".csv", ".txt", ".log"}
@@ -43,14 +50,16 @@ def _tags(tags: dict[str, str]) -> dict[str, str]:
 class MlflowTracker(Tracker):
     """One MLflow run in ``experiment`` at tracking URI ``uri``."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, system_metrics: bool = False) -> None:
         _check_reachable(uri)
         self.uri = uri
         self.experiment = experiment
+        self.system_metrics = system_metrics
         with _store_lock(uri):  # a new SQLite store is created (migrated) here
             self.client = MlflowClient(tracking_uri=uri)
         self._run_id: str | None = None
         self.experiment_id: str | None = None
+        self._monitor = None  # MLflow's SystemMetricsMonitor, with tracking.system_metrics
 
     @property
     def run_id(self) -> str | None:
@@ -74,6 +83,73 @@ class MlflowTracker(Tracker):
                     for k, v in chunk
                 ],
             )
+        self._start_system_metrics(resumed=False)
+
+    def _start_system_metrics(self, resumed: bool) -> None:
+        """MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network; GPUs with pynvml) every 10 s, with ``tracking.system_metrics=true``."""
+        if not self.system_metrics:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(
+            self.run_id, resume_logging=resumed, tracking_uri=self.uri
+        )
+        self._monitor.start()
+
+    def log_datasets(self, inputs: list[DatasetRecord]) -> None:
+        """The datasets as the run's inputs (the MLflow UI's Dataset column). A store that does
+        not take inputs (a server older than MLflow 2.4) gets the same facts as tags
+        ``fedlab.dataset.<context>.*``, and a warning says so: nothing is lost."""
+        entities = [
+            DatasetInput(
+                Dataset(
+                    name=record.name,
+                    digest=record.digest,
+                    source_type="local",
+                    source=json.dumps({"uri": redact(record.source)}),
+                    profile=json.dumps(record.profile, sort_keys=True),
+                ),
+                tags=[
+                    InputTag(MLFLOW_DATASET_CONTEXT, record.context),
+                    *(InputTag(f"fedlab.{k}", str(v)) for k, v in record.profile.items()),
+                ],
+            )
+            for record in inputs
+        ]
+        try:
+            self.client.log_inputs(self.run_id, datasets=entities)
+        except MlflowException as err:
+            first_line = str(err).strip().splitlines()[0][:300] if str(err).strip() else err
+            log.warning(
+                "the tracking store did not take the datasets as run inputs (%s); they are "
+                "recorded as tags fedlab.dataset.* instead",
+                first_line,
+            )
+            tags = {}
+            for record in inputs:
+                prefix = f"fedlab.dataset.{record.context}"
+                tags |= {
+                    f"{prefix}.name": record.name,
+                    f"{prefix}.digest": record.digest,
+                    f"{prefix}.source": record.source,
+                    **{f"{prefix}.{k}": str(v) for k, v in record.profile.items()},
+                }
+            self.set_tags(tags)
+
+    @property
+    def store(self) -> str:
+        return f"{self.uri} experiment={self.experiment}"
+
+    def holds(self, run_id: str | None) -> bool:
+        if run_id is None:
+            return False
+        try:
+            run = self.client.get_run(run_id)
+            experiment = self.client.get_experiment(run.info.experiment_id)
+        except MlflowException:  # not in this store
+            return False
+        return run.info.lifecycle_stage == "active" and experiment.name == self.experiment
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Add or replace tags on the open run."""
@@ -136,6 +212,11 @@ class MlflowTracker(Tracker):
         )
         return sorted(runs, key=lambda run: run.info.start_time)
 
+    def adopt(self, run_id: str | None) -> None:
+        if run_id is not None:
+            self._run_id = run_id
+            self.experiment_id = self.client.get_run(run_id).info.experiment_id
+
     def resume(self, run_id: str | None) -> int:
         if run_id is None:
             raise ValueError("this checkpoint has no MLflow run to continue")
@@ -145,6 +226,7 @@ class MlflowTracker(Tracker):
         self.experiment_id = run.info.experiment_id
         self.client.update_run(run_id, status="RUNNING")
         self.client.set_tag(run_id, "fedlab.resumed", "true")
+        self._start_system_metrics(resumed=True)
         history = self.client.get_metric_history(run_id, "train/loss")
         return max((m.step for m in history), default=0)
 
@@ -187,6 +269,9 @@ class MlflowTracker(Tracker):
     def finish(self, status: str, reason: str | None = None) -> None:
         if self.run_id is None:
             return
+        if self._monitor is not None:
+            self._monitor.finish()  # its last samples, while the run still takes metrics
+            self._monitor = None
         if reason:
             text = redact(reason)[:_MAX_TAG_CHARS]
             self.client.set_tag(self.run_id, "fedlab.failure", text)
