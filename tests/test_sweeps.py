@@ -27,6 +27,8 @@ PRESET_GRID_SIZES = {
     "dp_noise": 5,  # noise multipliers
     "figure2": 18,  # partition × B × E
     "noniid_algorithms": 9,  # FedAvg, FedProx, SCAFFOLD × 3 seeds
+    "personalized_shards": 21,  # 7 algorithms × 3 seeds
+    "personalized_dirichlet": 21,
     "notebook": 1,
     "notebook_noniid": 1,
     "byzantine": 3456,  # model × partition × 9 aggregators × 8 attacks × 4 fractions × 3 seeds
