@@ -7,6 +7,7 @@ natural dataset; when it is on; and its one-line refusals."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def _latest_client_files(out) -> dict[int, list[np.ndarray]]:
 
 
 def test_ditto_personalized_accuracy_is_each_personal_model_on_its_held_out_examples(
-    tmp_path,
+    tmp_path, caplog
 ) -> None:
     from fedlab.data import federate
     from fedlab.experiment import run
@@ -82,8 +83,13 @@ def test_ditto_personalized_accuracy_is_each_personal_model_on_its_held_out_exam
 
     cfg = checked(*DITTO)
     tracker = RecordingTracker()
-    result = run(cfg, output_dir=tmp_path, tracker=tracker, progress=False)
+    with caplog.at_level(logging.INFO, logger="fedlab.callbacks.personalized"):
+        result = run(cfg, output_dir=tmp_path, tracker=tracker, progress=False)
     logged = {k: v for (k, step), v in tracker.metrics.items() if step == 3}
+    # Each evaluation says what it found in the job's log (issue 23's "each evaluation").
+    said = [r.getMessage() for r in caplog.records if r.name == "fedlab.callbacks.personalized"]
+    assert [line.split(":")[0] for line in said] == ["round 0", "round 2", "round 3"], said
+    assert f"personalized accuracy {logged['eval/personalized_accuracy']:.4f}" in said[-1]
     assert {(k, step) for (k, step) in tracker.metrics if k == "eval/personalized_accuracy"} == {
         ("eval/personalized_accuracy", 0),
         ("eval/personalized_accuracy", 2),

@@ -35,6 +35,7 @@ when the config is composed; false turns it off.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ import numpy as np
 from fedlab import streams
 from fedlab.callbacks.base import CALLBACKS, Callback, CallbackConfig
 from fedlab.errors import ConfigError, UserError
+from fedlab.logs import FILE_ONLY
+
+log = logging.getLogger(__name__)
 
 # The artifact: the last personalized evaluation's accuracy of each evaluated client.
 PERSONALIZED_ACCURACY = "personalized_accuracy.json"
@@ -233,6 +237,17 @@ class PersonalizedCallback(Callback):
             "eval/personalized_own_models": float(own_models),
             "time/personalized_eval_s": time.perf_counter() - started,
         }
+        log.info(
+            "round %d: personalized accuracy %.4f (global model %.4f on the same data), "
+            "%d clients, %d with a model of their own (evaluated in %.1f s)",
+            round_num,
+            metrics["eval/personalized_accuracy"],
+            metrics["eval/personalized_global_accuracy"],
+            len(self.clients),
+            own_models,
+            metrics["time/personalized_eval_s"],
+            extra=FILE_ONLY,  # the job's log; the console has the bar, or the progress lines
+        )
         has = sums[:, 2] > 0
         self.last = {
             "round": round_num,
