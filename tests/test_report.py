@@ -267,6 +267,31 @@ def test_configurations_are_named_by_what_tells_them_apart() -> None:
     assert [c.label for c in group(pair, ["engine"])] == ["engine=tff", "engine=fast"]
 
 
+def test_an_options_own_keys_do_not_name_configurations_its_name_tells_apart() -> None:
+    """Two sweeps' runs in one experiment (no swept keys to go by): each option's own keys
+    (FedProx's mu, Dirichlet's alpha) follow its name and stay out of the labels, and keys of
+    another option are never named empty; a key varied within one option still names them."""
+    dirichlet = {"partition.name": "dirichlet", "partition.alpha": "0.1"}
+    shards = {"partition.name": "shards", "partition.shards_per_client": "2"}
+    runs = [
+        series("a", **shards, **{"algorithm.name": "fedavg"}),
+        series("b", **shards, **{"algorithm.name": "fedprox", "algorithm.mu": "0.01"}),
+        series("c", **dirichlet, **{"algorithm.name": "fedavg"}),
+        series("d", **dirichlet, **{"algorithm.name": "fedprox", "algorithm.mu": "0.01"}),
+    ]
+    assert [c.label for c in group(runs, [])] == [
+        "partition=shards, algorithm=fedavg",
+        "partition=shards, algorithm=fedprox",
+        "partition=dirichlet, algorithm=fedavg",
+        "partition=dirichlet, algorithm=fedprox",
+    ]
+    more = [*runs, series("e", **shards, **{"algorithm.name": "fedprox", "algorithm.mu": "1"})]
+    assert [c.label for c in group(more, [])][1:2] + [group(more, [])[-1].label] == [
+        "partition=shards, algorithm=fedprox, algorithm.mu=0.01",
+        "partition=shards, algorithm=fedprox, algorithm.mu=1",
+    ]
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [

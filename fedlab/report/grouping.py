@@ -190,7 +190,10 @@ def group(series: Sequence[RunSeries], swept_keys: Sequence[str] = ()) -> list[C
     ]
     names = [k for k in swept if k in varying]
     if len({tuple(p.get(k, "") for k in names) for p in firsts}) < len(firsts):
-        names += [k for k in _ordered(varying) if k not in names]  # swept keys do not tell apart
+        # The swept keys do not tell them apart: the other keys that vary, but not an option's
+        # key that only follows its option (``algorithm.mu`` of every ``algorithm=fedprox``),
+        # which tells apart nothing its option's name does not.
+        names += [k for k in _ordered(varying) if k not in names and not _follows_option(k, firsts)]
     if not names:
         names = [k for k in DESCRIBE if k in all_keys]
     # Long numbers (an Optuna search's learning rates) shortened, unless that merges two.
@@ -202,12 +205,29 @@ def group(series: Sequence[RunSeries], swept_keys: Sequence[str] = ()) -> list[C
         short = False
     configurations = []
     for runs in groups.values():
-        items = [_display(k, runs[0].params.get(k, ""), short) for k in names]
+        # A key this configuration does not have (another option's) is left out of its name.
+        items = [_display(k, runs[0].params[k], short) for k in names if k in runs[0].params]
         configurations.append(Configuration(items, runs, paper.lookup(runs[0].params)))
     return configurations
 
 
+def _follows_option(key: str, params: Sequence[dict[str, str]]) -> bool:
+    """Whether ``key`` is a key of a group's option (``partition.alpha``) whose value, in these
+    configurations, is the same wherever that option is (absent where another option is)."""
+    group, _, leaf = key.rpartition(".")
+    option = f"{group}.name"
+    if not group or leaf == "name" or not any(option in p for p in params):
+        return False
+    values: dict[str, set[str | None]] = {}
+    for p in params:
+        values.setdefault(p.get(option, ""), set()).add(p.get(key))
+    return all(len(v) == 1 for v in values.values())
+
+
 def _ordered(keys: Sequence[str]) -> list[str]:
-    """The paper's knobs first, then the rest alphabetically."""
+    """The paper's knobs first, then the rest alphabetically, an option's name first."""
     first = [k for k in DESCRIBE if k in keys]
-    return first + sorted(k for k in keys if k not in first)
+    # An option's name before its keys: ``algorithm`` (``algorithm.name``), ``algorithm.mu``.
+    return first + sorted(
+        (k for k in keys if k not in first), key=lambda k: k.removesuffix(".name")
+    )
