@@ -586,3 +586,26 @@ def test_an_optuna_search_is_reported_with_short_labels_beside_the_axes(tmp_path
     # Values that 3 significant digits would merge are written in full.
     close = [series("a", C="0.12344"), series("b", C="0.12341")]
     assert [c.label for c in group(close, ["C"])] == ["C=0.12344", "C=0.12341"]
+
+
+def test_side_by_side_panels_keep_their_legends_below_and_a_line_its_colour() -> None:
+    """Two partitions, seven algorithms each: each panel's legend stands below its axes (beside
+    the left one it would cover the right panel), and an algorithm has one colour in both."""
+    from fedlab.report.plotting import figure
+
+    algorithms = ["fedavg", "fedprox", "scaffold", "fednova", "feddyn", "ditto", "fedper"]
+    runs = [
+        series(f"{p}-{a}", **{"partition.name": p, "algorithm.name": a})
+        for p in ("shards", "dirichlet")
+        for a in algorithms
+    ]
+    fig = figure(group(runs, ["partition", "algorithm"]))
+    fig.canvas.draw()
+    left, right = fig.axes
+    colours = []
+    for ax in (left, right):
+        box = ax.get_legend().get_window_extent()
+        assert box.y1 < ax.get_window_extent().y0  # below the axes, not beside or over them
+        assert box.x1 < right.get_window_extent().x0 or ax is right
+        colours.append([line.get_color() for line in ax.get_lines()[: len(algorithms)]])
+    assert colours[0] == colours[1] and len(set(colours[0])) == len(algorithms)

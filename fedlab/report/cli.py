@@ -106,5 +106,5 @@ def _report(args: argparse.Namespace) -> Report:
             log_to_run(client, logged_to, files)
     except MlflowException as err:
         raise ReportError(f"MLflow: {_first_line(err.message)}") from None
-    _print(report, args.out, logged_to)
+    _print(report, args.out, files, logged_to)
     return report

@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 CLIENTS_FIGURE = "client_accuracy.png"
+LEGEND_INSIDE_MAX = 6  # more configurations than this, and each legend goes below its axes
 
 
 def has_clients(configurations: Sequence[Configuration]) -> bool:
@@ -51,7 +52,11 @@ def _panel(ax, configurations, values_of, pooled_of, xlabel: str, title: str) ->
     ax.set_ylabel("fraction of clients")
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize="x-small")
+    if len(ax.get_legend_handles_labels()[1]) <= LEGEND_INSIDE_MAX:
+        ax.legend(loc="upper left", fontsize="x-small")
+    else:  # below the axes, where it covers no line; savefig's tight box takes it in
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), fontsize="x-small")
+        legend.set_in_layout(False)  # the axes keep their size
     ax.set_title(title, fontsize="medium")
 
 
@@ -91,6 +96,8 @@ def plot_clients(configurations: Sequence[Configuration], path: Path) -> Path:
         )
         fig.suptitle("Accuracy over clients (ECDF); dotted: pooled accuracy", fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path)
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    extra = [*fig.get_default_bbox_extra_artists(), *legends]  # the suptitle too
+    fig.savefig(path, bbox_inches="tight", bbox_extra_artists=extra)
     plt.close(fig)
     return path

@@ -44,6 +44,8 @@ def figure(configurations: Sequence[Configuration]):
         1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, squeeze=False
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # One colour for what a line is, whatever its panel: FedAvg's IID and non-IID curves alike.
+    color_of: dict[str, str] = {}
     for ax, panel in zip(axes[0], panels, strict=True):
         pruned = False
         # Each panel zoomed on its own curves: non-IID ones sit far below IID ones.
@@ -55,7 +57,8 @@ def figure(configurations: Sequence[Configuration]):
             items = [(k, v) for k, v in config.items if panel is None or k != "partition"]
             label = ", ".join(f"{k}={v}" for k, v in items) or config.label
             label += f" (n={len(config.runs)})"
-            color = colors[index % len(colors)]
+            key = label if panel is not None else str(index)
+            color = color_of.setdefault(key, colors[len(color_of) % len(colors)])
             marker = "." if len(rounds) < 50 else None
             ax.plot(rounds, mean, color=color, marker=marker, linewidth=1.5, label=label)
             if len(config.runs) > 1:
@@ -82,7 +85,7 @@ def figure(configurations: Sequence[Configuration]):
         ax.grid(True, alpha=0.3)
         if pruned:
             ax.plot([], [], marker="x", color="grey", linestyle="none", label="pruned (Optuna)")
-        _legend(ax)
+        _legend(ax, below=len(panels) > 1)
     fig.suptitle(f"Test accuracy: mean over seeds, band = {BAND}", fontsize="medium")
     fig.tight_layout()
     return fig
@@ -95,18 +98,24 @@ LEGEND_INSIDE_CHARS = 40
 LEGEND_ROWS = 24  # a column of the legend beside the axes holds this many
 
 
-def _legend(ax) -> None:
+def _legend(ax, below: bool = False) -> None:
+    """Inside the axes when short; otherwise beside them, or ``below`` them where panels stand
+    side by side (a legend beside the left panel would cover the right one)."""
     handles, labels = ax.get_legend_handles_labels()
     if len(labels) <= LEGEND_INSIDE_MAX and max(map(len, labels), default=0) <= LEGEND_INSIDE_CHARS:
         ax.legend(loc="best", fontsize="small")
         return
-    legend = ax.legend(
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1.0),
-        borderaxespad=0.0,
-        fontsize="small",
-        ncol=math.ceil(len(labels) / LEGEND_ROWS),
-    )
+    columns = math.ceil(len(labels) / LEGEND_ROWS)
+    if below:
+        legend = ax.legend(
+            loc="upper left", bbox_to_anchor=(0.0, -0.14), borderaxespad=0.0,
+            fontsize="small", ncol=columns,
+        )  # fmt: skip
+    else:
+        legend = ax.legend(
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+            fontsize="small", ncol=columns,
+        )  # fmt: skip
     # Laid out without it (the axes keep their size); savefig's tight box takes it in.
     legend.set_in_layout(False)
 

@@ -6,7 +6,7 @@ same files logged on a sweep's parent run under ``report/``, and the table print
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,11 @@ def log_to_run(client: MlflowClient, run_id: str, files: Iterable[Path]) -> None
         client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_PATH)
 
 
-def _print(report: Report, out_dir: Path, logged_to: str | None) -> None:
+def _print(report: Report, out_dir: Path, files: Sequence[Path], logged_to: str | None) -> None:
     print(markdown(report).split("\n\n![", 1)[0].rstrip())
     where = f"; logged on run {logged_to} under {ARTIFACT_PATH}/" if logged_to else ""
-    print(f"\n{PROG}: wrote {out_dir}/{{{FIGURE}, {TABLE_MD}, {TABLE_CSV}}}{where}")
+    names = ", ".join(Path(f).name for f in files)
+    print(f"\n{PROG}: wrote {out_dir}/{{{names}}}{where}")
 
 
 def report_sweep(tracker: Any, out_dir: Path) -> Report:
@@ -75,5 +76,5 @@ def report_sweep(tracker: Any, out_dir: Path) -> Report:
     out_dir = Path(out_dir)
     files = write(report, out_dir)
     log_to_run(client, parent_id, files)
-    _print(report, out_dir, parent_id)
+    _print(report, out_dir, files, parent_id)
     return report
