@@ -127,7 +127,7 @@ COMBINATIONS = list(
 # The 2NN: a model of more than one layer, of which FedPer keeps the top one.
 QUICK_RUN = [
     "model=2nn", "client_optimizer=sgd", "client_optimizer.lr=0.1", "server_optimizer=sgd",
-    "num_clients=20", "C=0.5", "B=50", "rounds=1", "tracking=none", "checkpoint_every=0",
+    "num_clients=200", "C=0.05", "B=50", "rounds=1", "tracking=none", "checkpoint_every=0",
 ]  # fmt: skip
 
 

@@ -369,6 +369,20 @@ def test_tracking_at_the_end_logs_the_figure_and_the_model_if_asked(
     assert tracker.metrics == []
 
 
+def test_a_run_with_tracking_none_draws_no_figure(tmp_path) -> None:
+    """tracking=none prints the metrics only (conf/tracking/none.yaml): no metrics.png."""
+    from fedlab.experiment import run
+    from tests.conftest import checked
+
+    cfg = checked(
+        "model=logreg", "num_clients=10", "C=0.2", "rounds=1", "tracking=none",
+        "checkpoint_every=0",
+    )  # fmt: skip
+    result = run(cfg, output_dir=tmp_path, progress=False)
+    assert result.rounds == 1
+    assert not (tmp_path / "metrics.png").exists()
+
+
 def test_the_runs_figure_has_every_metric_against_rounds_and_mb() -> None:
     from fedlab.plots import run_figure
 

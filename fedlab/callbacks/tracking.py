@@ -20,12 +20,21 @@ class TrackingCallback(Callback):
 
     order = 80  # the last to measure: it logs what the others measured
 
-    def __init__(self, tracker, logged_up_to: int, output_dir: Path, make_model, log_model: bool):
+    def __init__(
+        self,
+        tracker,
+        logged_up_to: int,
+        output_dir: Path,
+        make_model,
+        log_model: bool,
+        figure: bool = True,
+    ):
         self.tracker = tracker
         self.logged_up_to = logged_up_to
         self.output_dir = output_dir
         self.make_model = make_model
         self.log_model = log_model
+        self.figure = figure
         self.seen: dict[int, dict[str, float]] = {}  # this process's rounds, for the figure
 
     def _history(self, ctx) -> dict[str, list[tuple[int, float]]]:
@@ -50,6 +59,9 @@ class TrackingCallback(Callback):
             run.output_dir,
             run.parts.make_model,
             run.cfg.tracking.log_model,
+            # tracking=none prints the metrics only: no figure (drawing one takes about a
+            # second, which every quick check and test run would pay).
+            figure=run.cfg.tracking.backend != "none",
         )
 
     def measure(self, ctx, record) -> None:
@@ -60,8 +72,9 @@ class TrackingCallback(Callback):
     def on_train_end(self, ctx) -> None:
         from fedlab.plots import FIGURE, plot_run
 
-        figure = plot_run(self._history(ctx), ctx.cfg.target_accuracy, self.output_dir / FIGURE)
-        self.tracker.log_artifact(figure)
+        if self.figure:
+            path = self.output_dir / FIGURE
+            self.tracker.log_artifact(plot_run(self._history(ctx), ctx.cfg.target_accuracy, path))
         if self.log_model:
             model = self.make_model()
             model.set_weights(ctx.engine.model_weights(ctx.state))
