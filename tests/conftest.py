@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
@@ -58,6 +59,45 @@ def checked(*overrides: str) -> RunConfig:
     """The checked config of these overrides, as the Python API (``fedlab.compose``) and the
     command line make it; bad input raises ``ConfigError`` with one line."""
     return fedlab.compose(list(overrides))
+
+
+def checkpoint_arrays(cwd: Path) -> dict[str, list[np.ndarray]]:
+    """The run's checkpoint (server state) and every client's state file beside it, by file
+    name; the run's own file as ``run.npz`` (its name carries the tracking store, which
+    differs between two runs made in two directories)."""
+    (path,) = (cwd / "checkpoints").glob("run-*.npz")
+    found = {}
+    for file in [path, *sorted(path.with_name(path.stem + ".clients").glob("*.npz"))]:
+        with np.load(file) as npz:
+            name = "run.npz" if file == path else file.name
+            found[name] = [npz[k] for k in sorted(npz.files) if k != "meta"]
+    return found
+
+
+def assert_extending_equals_straight(
+    tmp_path: Path, *overrides: str
+) -> tuple[dict[tuple[str, int], float], dict[str, list[np.ndarray]]]:
+    """A run of 4 rounds, and the same run made for 2 rounds then extended to 4 from its
+    checkpoint, log the same metrics bit for bit (time/* aside) and leave the same checkpoint,
+    client state included, array for array. Returns the straight run's metrics and files."""
+    from fedlab.experiment import run
+    from tests.test_cli_run import RecordingTracker
+
+    straight, extended = RecordingTracker(), RecordingTracker()
+    for rounds, out, tracker in ((4, "a", straight), (2, "b", extended), (4, "b", extended)):
+        cfg = checked(*overrides, f"rounds={rounds}")
+        run(cfg, output_dir=tmp_path / out, tracker=tracker, progress=False)
+
+    def numbers(tracker):
+        return {k: v for k, v in tracker.metrics.items() if not k[0].startswith("time/")}
+
+    assert numbers(extended) == numbers(straight)  # bit-identical, every round
+    a, b = checkpoint_arrays(tmp_path / "a"), checkpoint_arrays(tmp_path / "b")
+    assert sorted(a) == sorted(b)  # the same clients, at the same rounds
+    for name in a:
+        for x, y in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(x, y)
+    return numbers(straight), a
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ import pytest
 
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
-from tests.conftest import checked
+from tests.conftest import assert_extending_equals_straight, checked
 from tests.engines import make_fast
 from tests.test_fast import O, opt
-from tests.test_scaffold import _checkpoint_files, _client, _grad
+from tests.test_scaffold import _client, _grad
 
 
 class ReferenceDitto:
@@ -162,26 +162,8 @@ DITTO_RUN = [
 
 
 def test_extending_a_ditto_run_equals_running_it_straight(tmp_path) -> None:
-    from fedlab.experiment import run
-    from tests.test_cli_run import RecordingTracker
-
-    straight, extended = RecordingTracker(), RecordingTracker()
-    run(checked(*DITTO_RUN, "rounds=4"), output_dir=tmp_path / "a", tracker=straight,
-        progress=False)  # fmt: skip
-    run(checked(*DITTO_RUN, "rounds=2"), output_dir=tmp_path / "b", tracker=extended,
-        progress=False)  # fmt: skip
-    run(checked(*DITTO_RUN, "rounds=4"), output_dir=tmp_path / "b", tracker=extended,
-        progress=False)  # fmt: skip
-
-    def numbers(tracker):
-        return {k: v for k, v in tracker.metrics.items() if not k[0].startswith("time/")}
-
-    assert numbers(extended) == numbers(straight)  # bit-identical, every round
-    a, b = _checkpoint_files(tmp_path / "a"), _checkpoint_files(tmp_path / "b")
-    assert sorted(a) == sorted(b) and len(a) > 5  # the same clients' models, at the same rounds
-    for name in a:
-        for x, y in zip(a[name], b[name], strict=True):
-            np.testing.assert_array_equal(x, y)
+    _, files = assert_extending_equals_straight(tmp_path, *DITTO_RUN)
+    assert len(files) > 5  # the same clients' models, at the same rounds
     # Each client's file is its personal model: the model's shapes.
-    client_files = [name for name in a if name.startswith("client-")]
-    assert [x.shape for x in a[client_files[0]]] == [(784, 10), (10,)]
+    client_files = [name for name in files if name.startswith("client-")]
+    assert [x.shape for x in files[client_files[0]]] == [(784, 10), (10,)]

@@ -16,7 +16,7 @@ import pytest
 
 from fedlab.core.types import ClientWork
 from fedlab.errors import ConfigError
-from tests.conftest import checked
+from tests.conftest import assert_extending_equals_straight, checked, checkpoint_arrays
 from tests.engines import make_fast
 from tests.test_fast import O, opt
 
@@ -185,19 +185,6 @@ SCAFFOLD_RUN = [
 ]  # fmt: skip
 
 
-def _checkpoint_files(cwd) -> dict[str, list[np.ndarray]]:
-    """The checkpoint's server state and every client's control variate, by file name."""
-    (path,) = (cwd / "checkpoints").glob("run-*.npz")
-    found = {}
-    for file in [path, *sorted(path.with_name(path.stem + ".clients").glob("*.npz"))]:
-        with np.load(file) as npz:
-            # The run's own file is named by its key and its tracking store; two runs made in
-            # two directories log to two stores, so the file is compared as "run.npz".
-            name = "run.npz" if file == path else file.name
-            found[name] = [npz[k] for k in sorted(npz.files) if k != "meta"]
-    return found
-
-
 def checkpoint_round(path) -> int:
     import json
 
@@ -205,27 +192,11 @@ def checkpoint_round(path) -> int:
         return int(json.loads(str(npz["meta"]))["round"])
 
 
-def test_extending_a_scaffold_run_equals_running_it_straight(tmp_path, compose_cfg) -> None:
-    from fedlab.experiment import run
-    from tests.test_cli_run import RecordingTracker
-
-    def cfg(rounds: int):
-        return checked(*SCAFFOLD_RUN, f"rounds={rounds}", "tracking=none", "eval_every=2")
-
-    straight, extended = RecordingTracker(), RecordingTracker()
-    run(cfg(4), output_dir=tmp_path / "a", tracker=straight, progress=False)
-    run(cfg(2), output_dir=tmp_path / "b", tracker=extended, progress=False)
-    run(cfg(4), output_dir=tmp_path / "b", tracker=extended, progress=False)
-
-    def numbers(tracker):
-        return {k: v for k, v in tracker.metrics.items() if not k[0].startswith("time/")}
-
-    assert numbers(extended) == numbers(straight)  # bit-identical, every round
-    a, b = _checkpoint_files(tmp_path / "a"), _checkpoint_files(tmp_path / "b")
-    assert sorted(a) == sorted(b) and len(a) > 5  # the same clients, at the same rounds
-    for name in a:
-        for x, y in zip(a[name], b[name], strict=True):
-            np.testing.assert_array_equal(x, y)
+def test_extending_a_scaffold_run_equals_running_it_straight(tmp_path) -> None:
+    _, files = assert_extending_equals_straight(
+        tmp_path, *SCAFFOLD_RUN, "tracking=none", "eval_every=2"
+    )
+    assert len(files) > 5  # the server state and the control variates of the clients that trained
 
 
 @pytest.mark.slow
@@ -266,7 +237,7 @@ def test_sigkill_then_resume_keeps_scaffold_bit_identical(tmp_path) -> None:
     client, run = only_run(resumed)
     ref_client, ref_run = only_run(straight)
     assert _series(client, run.info.run_id) == _series(ref_client, ref_run.info.run_id)
-    a, b = _checkpoint_files(straight), _checkpoint_files(resumed)
+    a, b = checkpoint_arrays(straight), checkpoint_arrays(resumed)
     assert sorted(a) == sorted(b)
     for name in a:
         for x, y in zip(a[name], b[name], strict=True):
