@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from fedlab.config import Objective, TrackingBackend, TrackingConfig
 from fedlab.credentials import redact, refuse_password
 from fedlab.describe import FULL_ERROR, describe
-from fedlab.errors import ConfigError
+from fedlab.errors import ConfigError, UserError
 from fedlab.tracking import default_tracking_uri
 
 ROLE_TAG = "fedlab.role"  # "sweep" on a parent run, "job" on its children
@@ -131,6 +131,37 @@ def study_storage(sweeper: DictConfig) -> Any:
 
         return instantiate(storage)
     return storage
+
+
+def prepare_study_storage(storage: Any, attempts: int = 5) -> None:
+    """Create an Optuna study database's schema before the sweeper opens it. Optuna's
+    ``RDBStorage`` checks for its tables and types, then creates them, unguarded: two drivers
+    started together on one new database race, and the loser fails (PostgreSQL: ``CREATE TYPE
+    studydirection``: "already exists"). The loser retries here, a moment later, and finds the
+    schema complete. Only a database URL has a schema; a storage object (a journal file) has
+    none. A database that cannot be reached is a one-line error, before the sweep's first job."""
+    if not isinstance(storage, str) or not storage:
+        return
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            optuna.storages.RDBStorage(storage).remove_session()
+            return
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except OperationalError as err:  # the database is not there, or refuses us
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise UserError(
+                f"hydra.sweeper.storage={redact(storage)} is unreachable ({reason}); start the "
+                "database, or allowed instead: a SQLite file (sqlite:///study.db) or "
+                "+hydra/sweeper/storage=journal"
+            ) from None
 
 
 def storage_label(storage: Any) -> str:
@@ -266,6 +297,7 @@ class SweepTracking(Callback):
             self._pruning = check_pruning(config)
             if sweeper_name(config.hydra) == "optuna":
                 let_jobs_prune_their_trials()
+                prepare_study_storage(config.hydra.sweeper.get("storage"))
             self._open_parent(config)
         except Exception as err:
             message = describe(err)

@@ -309,6 +309,38 @@ def test_a_sweep_with_an_unreachable_store_stops_before_its_first_job(tmp_path: 
     assert "Traceback" not in result.stderr
 
 
+def test_an_unreachable_study_database_stops_the_search_before_its_first_job(
+    tmp_path: Path,
+) -> None:
+    storage = "postgresql+psycopg2://fedlab@127.0.0.1:9/optuna"
+    result = run_cli(
+        "-m", *TINY, "hparams_search=lr", "+hydra/sweeper/storage=postgresql",
+        f"hydra.sweeper.storage={storage}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fedlab: error: hydra.sweeper.storage={storage} is unreachable (")
+    assert "Traceback" not in result.stderr
+    assert "Launching" not in result.stderr + result.stdout  # no job started
+
+
+def test_the_study_database_is_created_before_the_sweeper_opens_it(tmp_path: Path) -> None:
+    """Two drivers opening one new database race in Optuna's unguarded schema creation; each
+    creates it first, retrying if the other won (test_cluster runs two drivers on PostgreSQL).
+    Here: a real SQLite database gets Optuna's schema, again without harm, and a journal file's
+    storage object (no schema) is left alone."""
+    from omegaconf import OmegaConf
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep.prepare_study_storage(url)
+    sweep.prepare_study_storage(url)  # already there: nothing to do, nothing fails
+    assert optuna.get_all_study_summaries(storage=url) == []  # the schema, and no study yet
+    journal = OmegaConf.create({"_target_": "optuna.storages.JournalStorage"})
+    sweep.prepare_study_storage(journal)
+    sweep.prepare_study_storage(None)  # an in-memory study
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_leaves_no_run_running(tmp_path: Path) -> None:
     proc = start_cli(tmp_path, "-m", "rounds=200", "tracking.log_model=false", "seed=0,1")
