@@ -271,6 +271,12 @@ def run(
     output_dir.mkdir(parents=True, exist_ok=True)
     ckpt_key = checkpoint.config_key(cfg)
     log.info("config key %s; files in %s", ckpt_key, output_dir)
+    ckpt_path = checkpoint.checkpoint_path(
+        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key, tracker.store
+    )
+    if cfg.checkpoint_every:
+        # An unusable directory fails now, before seconds of imports and data loading.
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if "tensorflow" not in sys.modules:
         with logs.step("importing TensorFlow"):
             import tensorflow  # noqa: F401
@@ -280,11 +286,6 @@ def run(
     with logs.step(f"loading {cfg.dataset.name} and partitioning it ({cfg.partition.name})"):
         dataset = federated_data(cfg)
     log.info("data: %s", describe_data(dataset))
-    ckpt_path = checkpoint.checkpoint_path(
-        cfg, checkpoint_dir or output_dir / "checkpoints", ckpt_key, tracker.store
-    )
-    if cfg.checkpoint_every:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)  # an unusable directory fails now
     resumed = _checkpoint_to_resume(cfg, tracker, ckpt_path, ckpt_key) if cfg.resume else None
 
     privacy = build_privacy(cfg)

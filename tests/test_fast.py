@@ -25,8 +25,6 @@ Tolerances, and why:
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -35,7 +33,7 @@ import pytest
 
 from fedlab.core.types import ClientWork
 from fedlab.optimizers import OptimizerConfig, optimizer_config
-from tests.conftest import QUICK, REPO, checked, only_run, run_cli, worker_pids
+from tests.conftest import QUICK, checked, only_run, run_cli, worker_pids
 from tests.engines import make_fast, make_tff, mnist_model
 
 # The optimizer names, read as O.sgd, O.adam in the cases.
@@ -255,27 +253,6 @@ def test_parallel_clients_give_the_same_round_as_one_at_a_time() -> None:
     for a, b in zip(one.state_arrays(out_one.state), two.state_arrays(out_two.state), strict=True):
         np.testing.assert_array_equal(a, b)  # each client is computed alone: no round-off
     assert out_one.train_loss == out_two.train_loss
-
-
-def test_the_fast_engine_never_imports_tff() -> None:
-    code = (
-        "import sys, numpy as np\n"
-        "from fedlab.backends import build_engine\n"
-        "from fedlab.config import Engine\n"
-        "from fedlab.optimizers import optimizer_config\n"
-        "from fedlab.core.types import ClientWork\n"
-        "from tests.engines import parts\n"
-        "sgd = optimizer_config('sgd', lr=0.1)\n"
-        "e = build_engine(Engine.fast, parts('logreg', sgd, sgd))\n"
-        "s = e.initialize([np.zeros((784, 10), np.float32), np.zeros(10, np.float32)])\n"
-        "x = np.ones((4, 784), np.float32); y = np.arange(4, dtype=np.int32)\n"
-        "e.next(s, [ClientWork(x, y, np.arange(4)[None], 2)])\n"
-        "assert 'tensorflow_federated' not in sys.modules\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # -- through fedlab's real round loop ---------------------------------------------------------

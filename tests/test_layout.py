@@ -145,13 +145,16 @@ def test_composing_a_ray_placement_imports_no_ray(tmp_path: Path) -> None:
 
 def test_a_plain_local_run_imports_no_ray(tmp_path: Path) -> None:
     # The cost of placement=ray is paid only by runs that choose it: a local run of engine=fast
-    # imports neither Ray nor the module that drives the actors.
+    # imports neither Ray nor the module that drives the actors; nor TFF, which only engine=tff
+    # needs (tests/test_packaging.py runs it where importing TFF fails).
     modules = _imported_at_run_time(
-        "model=logreg", "rounds=1", "C=0.05", "tracking=none", "checkpoint_every=0", cwd=tmp_path
-    )
+        "engine=fast", "model=logreg", "rounds=1", "C=0.05", "tracking=none",
+        "checkpoint_every=0", cwd=tmp_path,
+    )  # fmt: skip
     assert "fedlab.backends.fast.engine" in modules  # it did run the rounds
     assert not {m for m in modules if m.split(".")[0] in ("ray", "submitit", "psycopg2")}
     assert "fedlab.backends.fast.placement" not in modules
+    assert not {m for m in modules if m.split(".")[0] == "tensorflow_federated"}
 
 
 def test_only_the_ray_placement_imports_ray() -> None:

@@ -344,14 +344,24 @@ def test_paper_values_only_for_the_papers_settings(overrides, expected) -> None:
         (["--filter", "params.C ~~ 3"], True, "--filter"),
     ],
 )
-def test_cli_errors_are_one_line(store: Path, tmp_path: Path, args, in_store, message) -> None:
+def test_cli_errors_are_one_line(
+    store: Path, tmp_path: Path, args, in_store, message, monkeypatch, capsys
+) -> None:
+    """The first case runs ``python -m fedlab.report`` itself; the others call its ``main`` in
+    this process (the same code below the entry point, without importing MLflow again)."""
+    from fedlab.report.cli import main
+
     cwd = store if in_store else tmp_path
-    result = run_cli(
-        "--out", str(tmp_path / "out"), *args, cwd=cwd, timeout=300, module="fedlab.report"
-    )
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedlab.report: error: "), result.stderr
+    out = ["--out", str(tmp_path / "out")]
+    if not args:
+        result = run_cli(*out, cwd=cwd, timeout=300, module="fedlab.report")
+        code, stderr = result.returncode, result.stderr
+    else:
+        monkeypatch.chdir(cwd)
+        code, stderr = main([*out, *args]), capsys.readouterr().err
+    assert code == 2, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedlab.report: error: "), stderr
     assert message in lines[0]
     assert not (tmp_path / "mlflow.db").exists()  # an absent store is not created
 
