@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 import fedlab
 from fedlab.config import RunConfig, register_configs
+from fedlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"  # the package fedlab.conf (pyproject.toml maps it), as the CLI reads it
@@ -59,6 +60,18 @@ def checked(*overrides: str) -> RunConfig:
     """The checked config of these overrides, as the Python API (``fedlab.compose``) and the
     command line make it; bad input raises ``ConfigError`` with one line."""
     return fedlab.compose(list(overrides))
+
+
+def assert_refused(overrides: Sequence[str], words: Sequence[str]) -> str:
+    """Composing ``overrides`` is refused in one line (a ``ConfigError``) that says each of
+    ``words``; returns the line."""
+    with pytest.raises(ConfigError) as info:
+        checked(*overrides)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, (word, message)
+    return message
 
 
 def checkpoint_arrays(cwd: Path) -> dict[str, list[np.ndarray]]:
