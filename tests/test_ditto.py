@@ -17,7 +17,7 @@ from fedlab.core.types import ClientWork
 from tests.conftest import assert_extending_equals_straight, assert_refused, checked
 from tests.engines import make_fast
 from tests.test_fast import O, opt
-from tests.test_scaffold import _client, _grad
+from tests.test_scaffold import _client, _grad, returning_rounds
 
 
 class ReferenceDitto:
@@ -68,19 +68,10 @@ def test_ditto_equals_algorithm_1_over_rounds() -> None:
     w0 = (rng.standard_normal((784, 10)) * 0.01).astype(np.float32)
     b0 = (rng.standard_normal(10) * 0.01).astype(np.float32)
     reference = ReferenceDitto(w0, b0, lr, server_lr, lam)
-    state = engine.initialize([w0, b0])
-    store: dict[int, list[np.ndarray]] = {}
-    sizes = {0: 7, 1: 13, 2: 10, 3: 5}
     # Clients 0 and 1 come back: their personal models must carry over.
-    for round_num, ids in enumerate([(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 3)], start=1):
-        work = [_client(i, sizes[i], seed=round_num) for i in ids]
-        work = [ClientWork(w.x, w.y, w.order, w.batch_size, w.client_id, store.get(w.client_id))
-                for w in work]  # fmt: skip
-        out = engine.next(state, work)
-        reference.round(work)
-        state = out.state
-        store.update(out.client_states)
-        assert sorted(out.client_states) == sorted(ids)
+    schedule = [(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 3)]
+    initial = engine.initialize([w0, b0])
+    for state, _out, store, ids in returning_rounds(engine, initial, reference, schedule):
         for got, want in zip(engine.model_weights(state), reference.w, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
         for i in ids:

@@ -24,7 +24,7 @@ from fedlab.errors import ConfigError
 from tests.conftest import assert_extending_equals_straight, checked
 from tests.engines import make_fast
 from tests.test_fast import O, opt
-from tests.test_scaffold import _client, _grad
+from tests.test_scaffold import _client, _grad, returning_rounds
 
 
 class ReferenceFedDyn:
@@ -72,19 +72,10 @@ def test_feddyn_equals_algorithm_1_over_rounds() -> None:
     w0 = (rng.standard_normal((784, 10)) * 0.01).astype(np.float32)
     b0 = (rng.standard_normal(10) * 0.01).astype(np.float32)
     reference = ReferenceFedDyn(w0, b0, num_clients, alpha, lr)
-    state = engine.initialize([w0, b0])
-    store: dict[int, list[np.ndarray]] = {}
-    sizes = {0: 7, 1: 13, 2: 10, 3: 5}
     # Clients 0 and 1 come back, 1 three times: their g_i must carry over.
-    for round_num, ids in enumerate([(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 1)], start=1):
-        work = [_client(i, sizes[i], seed=round_num) for i in ids]
-        work = [ClientWork(w.x, w.y, w.order, w.batch_size, w.client_id, store.get(w.client_id))
-                for w in work]  # fmt: skip
-        out = engine.next(state, work)
-        reference.round(work)
-        state = out.state
-        store.update(out.client_states)
-        assert sorted(out.client_states) == sorted(ids)
+    schedule = [(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 1)]
+    initial = engine.initialize([w0, b0])
+    for state, out, store, ids in returning_rounds(engine, initial, reference, schedule):
         for got, want in zip(engine.model_weights(state), reference.theta, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
         for got, want in zip(state.algorithm["h"], reference.h, strict=True):

@@ -19,7 +19,7 @@ from fedlab.errors import ConfigError
 from tests.conftest import assert_extending_equals_straight, assert_refused, checked
 from tests.engines import make_fast
 from tests.test_fast import O, opt
-from tests.test_scaffold import _client
+from tests.test_scaffold import _client, returning_rounds
 
 
 def _mlp_grads(w: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
@@ -97,19 +97,10 @@ def test_fedper_equals_algorithm_1_over_rounds(personal_layers: int) -> None:
     assert algorithm.shared() == [not h for h in head]
     w0 = _initial(0)
     reference = ReferenceFedPer(w0, head, lr, server_lr)
-    state = engine.initialize(w0)
-    store: dict[int, list[np.ndarray]] = {}
-    sizes = {0: 7, 1: 13, 2: 10, 3: 5}
     # Clients 0 and 1 come back: their heads must carry over.
-    for round_num, ids in enumerate([(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 3)], start=1):
-        work = [_client(i, sizes[i], seed=round_num) for i in ids]
-        work = [ClientWork(w.x, w.y, w.order, w.batch_size, w.client_id, store.get(w.client_id))
-                for w in work]  # fmt: skip
-        out = engine.next(state, work)
-        reference.round(work)
-        state = out.state
-        store.update(out.client_states)
-        assert sorted(out.client_states) == sorted(ids)
+    schedule = [(0, 1, 2), (0, 1, 3), (1, 2, 3), (0, 3)]
+    initial = engine.initialize(w0)
+    for state, _out, store, ids in returning_rounds(engine, initial, reference, schedule):
         weights = engine.model_weights(state)
         for got, want in zip(weights, reference.w, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

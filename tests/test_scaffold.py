@@ -86,6 +86,28 @@ def _client(client_id: int, n: int, seed: int, epochs: int = 2, batch: int = 4) 
     return ClientWork(x, y, order, batch, client_id)
 
 
+SIZES = {0: 7, 1: 13, 2: 10, 3: 5}  # the clients' numbers of examples in the rounds below
+
+
+def returning_rounds(engine, state, reference, schedule, sizes=SIZES):
+    """Rounds of ``engine`` and of an independent ``reference`` (its ``round(work)``) over the
+    same clients: round r trains the clients ``schedule[r - 1]``, each from the state the engine
+    gave it when it last trained (SCAFFOLD's c_i, FedDyn's g_i, Ditto's v_k, FedPer's head), so
+    that returning clients carry theirs over. Yields, after each round, the engine's state, its
+    output, the client-state store and the round's clients, for the caller to compare."""
+    store: dict[int, list[np.ndarray]] = {}
+    for round_num, ids in enumerate(schedule, start=1):
+        work = [_client(i, sizes[i], seed=round_num) for i in ids]
+        work = [ClientWork(w.x, w.y, w.order, w.batch_size, w.client_id, store.get(w.client_id))
+                for w in work]  # fmt: skip
+        out = engine.next(state, work)
+        reference.round(work)
+        state = out.state
+        store.update(out.client_states)
+        assert sorted(out.client_states) == sorted(ids)
+        yield state, out, store, ids
+
+
 def test_scaffold_equals_algorithm_1_over_rounds() -> None:
     lr, server_lr, num_clients = 0.1, 1.0, 4
     engine = make_fast(
@@ -96,19 +118,10 @@ def test_scaffold_equals_algorithm_1_over_rounds() -> None:
     w0 = (rng.standard_normal((784, 10)) * 0.01).astype(np.float32)
     b0 = (rng.standard_normal(10) * 0.01).astype(np.float32)
     reference = ReferenceScaffold(w0, b0, num_clients, lr, server_lr)
-    state = engine.initialize([w0, b0])
-    store: dict[int, list[np.ndarray]] = {}
-    sizes = {0: 7, 1: 13, 2: 10, 3: 5}
     # Clients 0 and 1 come back: their control variates must carry over.
-    for round_num, ids in enumerate([(0, 1, 2), (0, 1, 3), (1, 2, 3)], start=1):
-        work = [_client(i, sizes[i], seed=round_num) for i in ids]
-        work = [ClientWork(w.x, w.y, w.order, w.batch_size, w.client_id, store.get(w.client_id))
-                for w in work]  # fmt: skip
-        out = engine.next(state, work)
-        reference.round(work)
-        state = out.state
-        store.update(out.client_states)
-        assert sorted(out.client_states) == sorted(ids)
+    schedule = [(0, 1, 2), (0, 1, 3), (1, 2, 3)]
+    initial = engine.initialize([w0, b0])
+    for state, out, store, ids in returning_rounds(engine, initial, reference, schedule):
         for got, want in zip(engine.model_weights(state), reference.x, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
         for got, want in zip(state.algorithm["control"], reference.c, strict=True):
