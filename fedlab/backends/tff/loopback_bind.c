@@ -6,13 +6,30 @@
  * offers a way to change where a prebuilt binary binds. This shim rewrites a bind() to the
  * unspecified address (:: or 0.0.0.0) into the loopback address (::1 or 127.0.0.1); every
  * other bind() passes through unchanged.
+ *
+ * It also ties the worker's life to fedlab's: with FEDLAB_PARENT_PID set, the worker asks the
+ * kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG), as the library's constructor,
+ * after exec. Python's preexec_fn could do the same between fork and exec, but it runs Python
+ * code in the child of a process with TensorFlow's threads, which is unsafe (seen: a segfault in
+ * logging's at-fork hook in that child); without the shim fedlab falls back to it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+__attribute__((constructor)) static void die_with_parent(void) {
+  const char *parent = getenv("FEDLAB_PARENT_PID");
+  if (!parent) return;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != (pid_t)atol(parent)) _exit(1); /* the parent died before prctl took effect */
+}
 
 typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
 

@@ -7,7 +7,8 @@ it also survives SIGTERM/SIGKILL of Python. TFF's own launcher also passes ``sys
 Popen, which fails under pytest's capture. So fedlab starts the same binary itself:
 
 - with ``PR_SET_PDEATHSIG=SIGKILL``: the kernel kills the worker when the fedlab process dies, for
-  whatever reason (normal exit, exception, Ctrl-C, SIGTERM, even SIGKILL);
+  whatever reason (normal exit, exception, Ctrl-C, SIGTERM, even SIGKILL); set by the shim below
+  once the worker has started, or, without the shim, by Python between fork and exec;
 - stopped explicitly when the ``LocalWorker`` context ends;
 - in a session of its own, so a terminal's Ctrl-C reaches fedlab, not the worker;
 - its output going to a log file (or nowhere), never to our stdout;
@@ -149,9 +150,14 @@ class LocalWorker:
         self.port = _free_loopback_port()
         env = dict(self._env)
         shim = loopback_shim()
+        die_with_parent = None
         if shim is not None:
             env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
+            env["FEDLAB_PARENT_PID"] = str(os.getpid())  # the shim sets PR_SET_PDEATHSIG
         else:
+            # No shim: PR_SET_PDEATHSIG from Python between fork and exec (see loopback_bind.c
+            # for why the shim does it when it can).
+            die_with_parent = _die_with_parent(os.getpid())
             warnings.warn(
                 "no C compiler to build fedlab's loopback shim: TFF's worker listens on all "
                 "interfaces while this run lasts (see docs/design.md, 'TFF's worker process')",
@@ -165,7 +171,7 @@ class LocalWorker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent,
                 # Out of the terminal's process group: Ctrl-C goes to fedlab, which stops the
                 # worker itself after marking the run KILLED, instead of the worker dying
                 # mid-round and the run failing with a gRPC error.
