@@ -17,16 +17,7 @@ from fedlab.experiment import algorithm_name, run
 from fedlab.tracking.lineage import CONFIGURATION_TAG, configuration_name
 from fedlab.tracking.mlflow import MlflowTracker
 from tests.conftest import checked
-
-SMALL = [
-    "model=2nn",
-    "client_optimizer=sgd",
-    "server_optimizer=sgd",
-    "C=0.05",
-    "B=50",
-    "rounds=1",
-    "tracking.log_model=false",
-]
+from tests.test_checkpoint import SMALL  # a small run in this process: the 2NN, engine=fast
 
 
 def test_a_run_records_its_data_source_user_and_configuration(tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ class Aggregator(Plugin):
 
     @classmethod
     def min_clients(cls, cfg: Any) -> int:
-        """The fewest clients a round must sample for this rule to be itself."""
-        return 1
+        """The fewest clients a round must sample for this rule to be itself: 3 for a rule that
+        assumes an honest majority (of two, no majority is honest), else 1."""
+        return 3 if cls.honest_majority else 1
 
     @classmethod
     def check(cls, cfg: Any, run: Any) -> None:
@@ -78,7 +79,7 @@ class Aggregator(Plugin):
 
     @classmethod
     def _why(cls, cfg: Any) -> str:
-        return ""
+        return " (an honest majority needs at least 3)" if cls.honest_majority else ""
 
     def tff_arguments(self) -> dict[str, Any]:
         """Keyword arguments of ``tff_factory``."""

@@ -65,14 +65,6 @@ class CenteredClipping(Defence):
     missing_on_tff = "TFF 0.87 has no centered-clipping aggregator"
     honest_majority = True
 
-    @classmethod
-    def min_clients(cls, cfg) -> int:
-        return 3  # of two, no majority is honest
-
-    @classmethod
-    def _why(cls, cfg) -> str:
-        return " (an honest majority needs at least 3)"
-
     def bind_shapes(self, shapes) -> None:
         self.shapes = [tuple(s) for s in shapes]
 

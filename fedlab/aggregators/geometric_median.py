@@ -72,14 +72,6 @@ class GeometricMedian(Defence):
     missing_on_tff = "TFF 0.87 has no geometric-median aggregator"
     honest_majority = True
 
-    @classmethod
-    def min_clients(cls, cfg) -> int:
-        return 3  # of two, no majority is honest
-
-    @classmethod
-    def _why(cls, cfg) -> str:
-        return " (an honest majority needs at least 3)"
-
     def select(self, state, updates, weights):
         cfg = self.cfg
         points = np.stack([flatten(u) for u in updates])
