@@ -200,6 +200,23 @@ def children(pid: int) -> set[int]:
     return {child for child, _, ppid, _ in processes() if ppid == pid}
 
 
+def run_so_far(cwd: Path):
+    """``cwd``'s one MLflow run as a process writing it has logged it so far, or None.
+
+    None until the run exists: a store that a starting process is still creating (the file is
+    there before its tables and its experiment are) has no run yet.
+    """
+    if not (cwd / "mlflow.db").exists():
+        return None
+    try:
+        client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("fedlab")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    except Exception:  # noqa: BLE001 - the other process is mid-way through creating the store
+        return None
+    return runs[0] if runs else None
+
+
 def only_run(cwd: Path):
     """The one MLflow run in ``cwd``'s default store (and its client)."""
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
@@ -239,13 +256,10 @@ def wait_for_round(
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         workers = children(proc.pid) & worker_pids()
-        if workers and (cwd / "mlflow.db").exists():
+        run = run_so_far(cwd) if workers else None
+        if run is not None:
             client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-            experiment = client.get_experiment_by_name("fedlab")
-            runs = client.search_runs([experiment.experiment_id]) if experiment else []
-            steps = [
-                m.step for r in runs for m in client.get_metric_history(r.info.run_id, "train/loss")
-            ]
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
             if steps and max(steps) >= at_least:
                 return workers
         time.sleep(0.5)

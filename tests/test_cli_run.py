@@ -18,6 +18,7 @@ from tests.conftest import (
     children,
     only_run,
     run_cli,
+    run_so_far,
     start_cli,
     wait_for_round,
     worker_pids,
@@ -263,10 +264,9 @@ def test_sigterm_ends_a_fast_run_at_once_even_mid_round(tmp_path: Path) -> None:
     # Round 1 starts right after round 0's evaluation is in MLflow (the store exists by then).
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if list(tmp_path.glob("outputs/*/*/config.yaml")) and (tmp_path / "mlflow.db").exists():
-            _, run = only_run(tmp_path)
-            if "eval/accuracy" in run.data.metrics:
-                break
+        run = run_so_far(tmp_path)
+        if run is not None and "eval/accuracy" in run.data.metrics:
+            break
         time.sleep(0.5)
     time.sleep(5)  # into the first round's local training (minutes long)
     assert proc.poll() is None, proc.communicate()[1][-3000:]
