@@ -66,6 +66,17 @@ NOT_IN_NUMBERS = (
 # So does the placement of a round's clients: the actors' partial sums are added in another
 # order than one process adds the clients' updates (fedlab.backends.fast.placement).
 SAME_UP_TO_ROUND_OFF = ("engine", "placement.name", "placement.actors")
+# Keys added after runs were checkpointed and recorded, each with the value that computes what
+# those runs computed. At that value a key is left out of the checkpoint's key, so the runs'
+# checkpoints are still found; the report reads a run recorded without it as having it.
+ADDED_LATER: dict[str, object] = {
+    "client_optimizer.global_clipnorm": None,
+    "server_optimizer.global_clipnorm": None,  # the optimizers share one schema
+}
+
+
+def _without_added_defaults(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
 
 
 def affects_numbers(key: str, exact: bool) -> bool:
@@ -105,7 +116,7 @@ def config_key(cfg: RunConfig) -> str:
         # So does a run without malicious clients (attack=none, or attack.fraction=0, which
         # computes the same numbers bit for bit): a sweep's runs at fraction 0 are one run.
         kept = {key: value for key, value in kept.items() if not key.startswith("attack.")}
-    text = json.dumps(kept, sort_keys=True)
+    text = json.dumps(_without_added_defaults(kept), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -115,7 +126,7 @@ def configuration_key(cfg: RunConfig) -> str:
     differ only in ``seed``, bookkeeping, engine or placement share it."""
     tree = run_params(cfg)
     kept = {k: v for k, v in tree.items() if k != "seed" and affects_numbers(k, exact=False)}
-    text = json.dumps(kept, sort_keys=True)
+    text = json.dumps(_without_added_defaults(kept), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -6,7 +6,8 @@ momentum, Adam, Yogi or Adagrad. Each module registers one optimizer with the fo
 0.87's ``tff.learning.optimizers`` (so that ``engine=fast`` computes what ``engine=tff``
 computes) and the name of TFF's builder for it. Adding one: a module here (its class, and its
 ``Config`` if it has hyperparameters of its own) and a YAML file in ``conf/client_optimizer/``
-and ``conf/server_optimizer/``.
+(whose defaults list takes ``/_client_optimizer``: the keys every client optimizer has) and
+``conf/server_optimizer/``.
 """
 
 from fedlab.optimizers.base import (

@@ -37,6 +37,10 @@ class OptimizerConfig(PluginConfig):
     # The client optimizer's learning rate decays per round: round r trains with
     # lr * lr_decay**(r - 1) (McMahan et al. 2017, Figure 4: 0.99 for FedAvg, 0.9934 for FedSGD).
     lr_decay: float = 1.0
+    # Each local step's gradient is clipped to this global L2 norm before the optimizer takes
+    # it: ``g * c / max(||g||, c)`` over all the weights at once, as Keras' ``global_clipnorm``
+    # (``tf.clip_by_global_norm``). The client's, on engine=fast; null: no clipping.
+    global_clipnorm: float | None = None
 
     def validate(self, group: str) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -44,6 +48,12 @@ class OptimizerConfig(PluginConfig):
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(
                 f"{group}.lr_decay={self.lr_decay} is invalid; allowed: 0 < lr_decay <= 1 (1: none)"
+            )
+        clip = self.global_clipnorm
+        if clip is not None and not (clip > 0 and math.isfinite(clip)):
+            raise ConfigError(
+                f"{group}.global_clipnorm={clip} is invalid; allowed: a finite number > 0, or "
+                "null (no clipping)"
             )
 
     def learning_rate_at(self, round_num: int) -> float:
@@ -83,21 +93,35 @@ class Optimizer(Plugin):
 
     @classmethod
     def check(cls, cfg: Any, run: Any) -> None:
-        """A learning-rate schedule is the client optimizer's, on engine=fast."""
+        """A learning-rate schedule and gradient clipping are the client optimizer's, on
+        engine=fast."""
         decay = getattr(cfg, "lr_decay", 1.0)
-        if decay == 1:
-            return
-        if cfg is run.server_optimizer:
-            raise ConfigError(
-                f"server_optimizer.lr_decay={decay}: the decay schedule is the client "
-                "optimizer's (McMahan et al.'s); allowed: server_optimizer.lr_decay=1, or "
-                "client_optimizer.lr_decay"
-            )
-        if str(run.engine) == "tff":
-            raise ConfigError(
-                f"client_optimizer.lr_decay={decay} cannot run on engine=tff (fedlab does not "
-                "pass a schedule to TFF's builders); allowed: engine=fast, or lr_decay=1"
-            )
+        if decay != 1:
+            if cfg is run.server_optimizer:
+                raise ConfigError(
+                    f"server_optimizer.lr_decay={decay}: the decay schedule is the client "
+                    "optimizer's (McMahan et al.'s); allowed: server_optimizer.lr_decay=1, or "
+                    "client_optimizer.lr_decay"
+                )
+            if str(run.engine) == "tff":
+                raise ConfigError(
+                    f"client_optimizer.lr_decay={decay} cannot run on engine=tff (fedlab does not "
+                    "pass a schedule to TFF's builders); allowed: engine=fast, or lr_decay=1"
+                )
+        clip = getattr(cfg, "global_clipnorm", None)
+        if clip is not None:
+            if cfg is run.server_optimizer:
+                raise ConfigError(
+                    f"server_optimizer.global_clipnorm={clip}: clipping is of each local step's "
+                    "gradient, the client optimizer's; allowed: server_optimizer.global_clipnorm="
+                    "null, or client_optimizer.global_clipnorm"
+                )
+            if str(run.engine) == "tff":
+                raise ConfigError(
+                    f"client_optimizer.global_clipnorm={clip} cannot run on engine=tff (fedlab "
+                    "builds TFF's own optimizers, which do not clip); allowed: engine=fast, or "
+                    "global_clipnorm=null"
+                )
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg

@@ -18,6 +18,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fedlab.checkpoint import ADDED_LATER
 from fedlab.errors import ReportError, UserError
 
 ACCURACY = "eval/accuracy"
@@ -27,6 +28,8 @@ EPSILON = "privacy/epsilon"
 CLIENT_MEAN = "eval/client_accuracy_mean"  # logged by federated evaluation only
 CLIENT_ACCURACY = "client_accuracy.json"  # fedlab.callbacks.evaluation.CLIENT_ACCURACY
 BACKDOOR_ACCURACY = "eval/backdoor_accuracy"  # fedlab.callbacks.backdoor, under a backdoor
+# As fedlab.tracking.mlflow logs them (None as "null").
+ADDED_LATER_PARAMS = {k: "null" if v is None else str(v) for k, v in ADDED_LATER.items()}
 DIVERGED = "fedlab.diverged"  # fedlab.experiment.DIVERGED_TAG: diverged under attack
 PERSONALIZED_MEAN = "eval/personalized_accuracy_mean"  # logged by personalized evaluation only
 # fedlab.callbacks.personalized.PERSONALIZED_ACCURACY
@@ -103,7 +106,8 @@ def load_series(client: MlflowClient, runs: Iterable[Any]) -> tuple[list[RunSeri
             RunSeries(
                 run_id=run.info.run_id,
                 name=name,
-                params=dict(run.data.params),
+                # A run recorded before a key was added computed what its default computes.
+                params={**ADDED_LATER_PARAMS, **run.data.params},
                 accuracy=accuracy,
                 total_mb=_history(client, run.info.run_id, TOTAL_MB),
                 rounds_to_target=None if reached is None else int(reached),

@@ -152,6 +152,7 @@ class _ClientTrainer:
         self.pad_label = pad_label
         self.optimizer = optimizer
         self.algorithm = algorithm
+        self.clipnorm = getattr(optimizer.cfg, "global_clipnorm", None)
         trainable = model.shapes[: model.num_trainable]
         self.weights = [tf.Variable(tf.zeros(s, tf.float32), name="w") for s in trainable]
         self.slots = {
@@ -196,6 +197,10 @@ class _ClientTrainer:
             # An embedding's gradient comes as IndexedSlices; the optimizers take dense ones.
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.weights)]
             grads = self.algorithm.local_gradient(grads, self.weights, initial, inputs)
+            if self.clipnorm is not None:
+                # The gradient the optimizer takes, the algorithm's terms included, as Keras'
+                # global_clipnorm clips the gradient of the whole loss.
+                grads, _ = tf.clip_by_global_norm(grads, self.clipnorm)
             self.optimizer.apply_to_variables(hparams, i + 1, self.weights, self.slots, grads)
             # TFF's Keras metrics see the batch's predictions before the step.
             return (
