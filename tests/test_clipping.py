@@ -15,33 +15,8 @@ from fedlab.report.reading import load_series
 from tests.conftest import assert_refused, checked
 from tests.engines import make_fast
 from tests.test_fast import O, _clients, opt
-from tests.test_fedprox import _softmax
+from tests.test_fedprox import logreg_round
 from tests.test_report import make_run, real_params
-
-
-def _clipped_fedavg_round(w0, b0, clients, lr, clipnorm, server_lr):
-    """One FedAvg round of a linear softmax model in float64, each local step's gradient (w and
-    b together) scaled by clipnorm / max(norm, clipnorm) (None: not clipped). Returns the new
-    model and how many steps were clipped."""
-    updates, weights, clipped = [], [], 0
-    for work in clients:
-        w, b = w0.astype(np.float64).copy(), b0.astype(np.float64).copy()
-        for epoch in work.order:
-            for start in range(0, len(epoch), work.batch_size):
-                idx = epoch[start : start + work.batch_size]
-                p = _softmax(work.x[idx] @ w + b)
-                p[np.arange(len(idx)), work.y[idx]] -= 1.0
-                grad_w, grad_b = work.x[idx].T @ p / len(idx), p.mean(axis=0)
-                norm = np.sqrt((grad_w**2).sum() + (grad_b**2).sum())
-                scale = 1.0 if clipnorm is None else clipnorm / max(norm, clipnorm)
-                clipped += scale < 1
-                w, b = w - lr * scale * grad_w, b - lr * scale * grad_b
-        updates.append((w0 - w, b0 - b))
-        weights.append(work.order.size)
-    total = sum(weights)
-    mean_w = sum(n * u[0] for n, u in zip(weights, updates, strict=True)) / total
-    mean_b = sum(n * u[1] for n, u in zip(weights, updates, strict=True)) / total
-    return (w0 - server_lr * mean_w, b0 - server_lr * mean_b), clipped
 
 
 def _start(seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +36,8 @@ def test_each_local_step_is_clipped_to_the_global_norm() -> None:
     lr, clipnorm = 0.1, 11.0  # the steps' gradient norms are 7 to 15
     w0, b0 = _start()
     clients = _clients((7, 13, 20), 2, 5, seed=3)
-    (want_w, want_b), clipped = _clipped_fedavg_round(w0, b0, clients, lr, clipnorm, 0.5)
-    (plain_w, _), unclipped = _clipped_fedavg_round(w0, b0, clients, lr, None, 0.5)
+    (want_w, want_b), clipped = logreg_round(w0, b0, clients, lr, 0.5, clipnorm=clipnorm)
+    (plain_w, _), unclipped = logreg_round(w0, b0, clients, lr, 0.5)
     steps = sum(len(range(0, w.order.shape[1], 5)) * len(w.order) for w in clients)
     # The bound bites on some steps, not all: both branches of the formula are exercised.
     assert 0 < clipped < steps and unclipped == 0, (clipped, steps)

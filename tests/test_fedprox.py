@@ -110,11 +110,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fedprox_round(w0, b0, clients, lr, mu, server_lr):
-    """One FedProx round of a linear softmax model in float64: local SGD on each client's mean
-    cross-entropy plus (mu/2)||(w, b) - (w0, b0)||^2, then server SGD on the example-weighted
-    mean of the updates (initial - trained)."""
-    updates, weights = [], []
+def logreg_round(w0, b0, clients, lr, server_lr, mu=0.0, clipnorm=None):
+    """One round of a linear softmax model in float64: local SGD on each client's mean
+    cross-entropy plus (mu/2)||(w, b) - (w0, b0)||^2, each step's gradient (w and b together)
+    scaled by clipnorm / max(norm, clipnorm) (None: not clipped), then server SGD on the
+    example-weighted mean of the updates (initial - trained). Returns the new (w, b) and how
+    many steps were clipped."""
+    updates, weights, clipped = [], [], 0
     for work in clients:
         w, b = w0.astype(np.float64).copy(), b0.astype(np.float64).copy()
         for epoch in work.order:
@@ -124,13 +126,22 @@ def _fedprox_round(w0, b0, clients, lr, mu, server_lr):
                 p[np.arange(len(idx)), work.y[idx]] -= 1.0
                 grad_w = work.x[idx].T @ p / len(idx) + mu * (w - w0)
                 grad_b = p.mean(axis=0) + mu * (b - b0)
-                w, b = w - lr * grad_w, b - lr * grad_b
+                scale = 1.0
+                if clipnorm is not None:
+                    scale = clipnorm / max(np.sqrt((grad_w**2).sum() + (grad_b**2).sum()), clipnorm)
+                clipped += scale < 1
+                w, b = w - lr * scale * grad_w, b - lr * scale * grad_b
         updates.append((w0 - w, b0 - b))
         weights.append(work.order.size)
     total = sum(weights)
     mean_w = sum(n * u[0] for n, u in zip(weights, updates, strict=True)) / total
     mean_b = sum(n * u[1] for n, u in zip(weights, updates, strict=True)) / total
-    return w0 - server_lr * mean_w, b0 - server_lr * mean_b
+    return (w0 - server_lr * mean_w, b0 - server_lr * mean_b), clipped
+
+
+def _fedprox_round(w0, b0, clients, lr, mu, server_lr):
+    """One FedProx round of a linear softmax model in float64 (``logreg_round``)."""
+    return logreg_round(w0, b0, clients, lr, server_lr, mu=mu)[0]
 
 
 @pytest.mark.parametrize("mu", [0.1, 1.0, 5.0])

@@ -63,6 +63,24 @@ class OptimizerConfig(PluginConfig):
         return float(np.float32(self.lr) * np.float32(self.lr_decay) ** np.float32(round_num - 1))
 
 
+# The keys of OptimizerConfig that only the client optimizer has, on engine=fast: each with its
+# off value, that value as written on the command line, whose it is, and why engine=tff lacks it.
+CLIENT_ONLY: dict[str, tuple[Any, str, str, str]] = {
+    "lr_decay": (
+        1.0,
+        "1",
+        "the decay schedule is the client optimizer's (McMahan et al.'s)",
+        "fedlab does not pass a schedule to TFF's builders",
+    ),
+    "global_clipnorm": (
+        None,
+        "null",
+        "clipping is of each local step's gradient, the client optimizer's",
+        "fedlab builds TFF's own optimizers, which do not clip",
+    ),
+}
+
+
 def in_unit_interval(group: str, key: str, value: float) -> None:
     """ConfigError unless 0 <= value < 1 (a momentum, a beta)."""
     if not 0 <= value < 1:
@@ -93,34 +111,21 @@ class Optimizer(Plugin):
 
     @classmethod
     def check(cls, cfg: Any, run: Any) -> None:
-        """A learning-rate schedule and gradient clipping are the client optimizer's, on
-        engine=fast."""
-        decay = getattr(cfg, "lr_decay", 1.0)
-        if decay != 1:
+        """The client-only keys (``CLIENT_ONLY``) at other than their off value: refused on the
+        server optimizer and on engine=tff."""
+        for key, (off, written, whose, on_tff) in CLIENT_ONLY.items():
+            value = getattr(cfg, key, off)
+            if value == off:
+                continue
             if cfg is run.server_optimizer:
                 raise ConfigError(
-                    f"server_optimizer.lr_decay={decay}: the decay schedule is the client "
-                    "optimizer's (McMahan et al.'s); allowed: server_optimizer.lr_decay=1, or "
-                    "client_optimizer.lr_decay"
+                    f"server_optimizer.{key}={value}: {whose}; allowed: "
+                    f"server_optimizer.{key}={written}, or client_optimizer.{key}"
                 )
             if str(run.engine) == "tff":
                 raise ConfigError(
-                    f"client_optimizer.lr_decay={decay} cannot run on engine=tff (fedlab does not "
-                    "pass a schedule to TFF's builders); allowed: engine=fast, or lr_decay=1"
-                )
-        clip = getattr(cfg, "global_clipnorm", None)
-        if clip is not None:
-            if cfg is run.server_optimizer:
-                raise ConfigError(
-                    f"server_optimizer.global_clipnorm={clip}: clipping is of each local step's "
-                    "gradient, the client optimizer's; allowed: server_optimizer.global_clipnorm="
-                    "null, or client_optimizer.global_clipnorm"
-                )
-            if str(run.engine) == "tff":
-                raise ConfigError(
-                    f"client_optimizer.global_clipnorm={clip} cannot run on engine=tff (fedlab "
-                    "builds TFF's own optimizers, which do not clip); allowed: engine=fast, or "
-                    "global_clipnorm=null"
+                    f"client_optimizer.{key}={value} cannot run on engine=tff ({on_tff}); "
+                    f"allowed: engine=fast, or {key}={written}"
                 )
 
     def __init__(self, cfg: Any) -> None:
