@@ -72,6 +72,7 @@ SAME_UP_TO_ROUND_OFF = ("engine", "placement.name", "placement.actors")
 ADDED_LATER: dict[str, object] = {
     "client_optimizer.global_clipnorm": None,
     "server_optimizer.global_clipnorm": None,  # the optimizers share one schema
+    "model.initializer": "keras",  # model=char_lstm's
 }
 
 

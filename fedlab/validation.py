@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import typing
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -142,7 +143,7 @@ def plugin_config(group: str, node: Any, registry: Registry, choice: str | None 
         typed_node = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        kind = next((f.type for f in fields(config_cls) if f.name == key), "its type")
+        kind = _field_types(config_cls).get(key, "its type")
         raise ConfigError(
             f"{group}.{key}={data.get(key)!r} is invalid; allowed: {_type_words(kind)}"
         ) from None
@@ -179,6 +180,15 @@ def unknown_key_message(group: str, key: str, value: Any, chosen: str, registry:
     close = difflib.get_close_matches(key, own, n=1)
     hint = f"; did you mean '{group}.{close[0]}'?" if close else ""
     return f"unknown config key '{group}.{key}': {option} has {has}{hint}"
+
+
+def _field_types(config_cls: type) -> dict[str, Any]:
+    """A dataclass's field types as types: under ``from __future__ import annotations`` a
+    field's ``type`` is the annotation's text ("Corpus"), which names no allowed value."""
+    try:
+        return typing.get_type_hints(config_cls)
+    except (NameError, TypeError):
+        return {f.name: f.type for f in fields(config_cls)}
 
 
 def _type_words(kind: Any) -> str:
