@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedlab.models import build_model
+from tests.conftest import assert_refused
 from tests.engines import MNIST_SHAPE
 
 
@@ -77,3 +78,20 @@ def test_char_lstm_starts_from_keras_or_tensorflow_1_defaults() -> None:
         assert spans(tf1[first], limit) and spans(tf1[first + 1], limit)
         for b in (bias, tf1[first + 2]):  # the forget gate's bias 1, the other gates' 0
             assert (b[256:512] == 1).all() and (np.delete(b, np.s_[256:512]) == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model.initializer=tf2"],
+            "model.initializer='tf2' is invalid; allowed: one of keras, tf1",
+        ),
+        (
+            ["dataset.corpus=leaf"],
+            "dataset.corpus='leaf' is invalid; allowed: one of auto, texts, tff_sqlite",
+        ),
+    ],
+)
+def test_a_bad_choice_names_the_allowed_ones(overrides, message) -> None:
+    assert_refused(["dataset=shakespeare", "model=char_lstm", *overrides], [message])
