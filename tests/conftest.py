@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,17 +205,27 @@ def children(pid: int) -> set[int]:
 def run_so_far(cwd: Path):
     """``cwd``'s one MLflow run as a process writing it has logged it so far, or None.
 
-    None until the run exists: a store that a starting process is still creating (the file is
-    there before its tables and its experiment are) has no run yet.
+    None until the run exists. The store is looked at read-only with sqlite3 first: an
+    MlflowClient opened on a store that the starting process is still creating would run
+    MLflow's migrations alongside it, and one of the two fails ("table _alembic_tmp_... already
+    exists"; CI at 22a24f1). fedlab's own processes take turns through the store's lock file
+    (``fedlab.tracking.mlflow._store_lock``); a read-only look needs no turn. A run is created
+    only after its process has finished the store, so once a run row is there the client finds
+    the schema complete and migrates nothing.
     """
-    if not (cwd / "mlflow.db").exists():
+    store = cwd / "mlflow.db"
+    if not store.exists():
         return None
     try:
-        client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name("fedlab")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    except Exception:  # noqa: BLE001 - the other process is mid-way through creating the store
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            has_run = db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+    except sqlite3.Error:  # no runs table yet, or the other process holds a write lock
         return None
+    if not has_run:
+        return None
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("fedlab")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
     return runs[0] if runs else None
 
 
