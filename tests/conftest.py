@@ -223,9 +223,12 @@ def run_so_far(cwd: Path):
         return None
     if not has_run:
         return None
-    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
-    experiment = client.get_experiment_by_name("fedlab")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    try:
+        client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+        experiment = client.get_experiment_by_name("fedlab")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    except Exception:  # noqa: BLE001 - a write of the other process holds the database
+        return None
     return runs[0] if runs else None
 
 
